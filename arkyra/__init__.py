@@ -1,0 +1,3 @@
+"""ARKYRA Pipelines: content-to-media pipelines on Prefect."""
+
+__version__ = "0.1.0"
