@@ -1,0 +1,1 @@
+"""Vendor emulators, one module per vendor (see ``arkyra.sandbox.app``)."""
