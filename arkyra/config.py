@@ -197,3 +197,13 @@ def get_settings() -> Settings:
 def reset_settings_cache() -> None:
     """Forget cached settings (tests and the CLI call this after changing the environment)."""
     get_settings.cache_clear()
+
+
+def apply_prefect_environment(settings: Settings) -> None:
+    """Keep the CLI's Prefect state (ephemeral server database) under ``<home>/prefect``,
+    unless the user already points Prefect somewhere; never send Prefect telemetry."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
+        home = settings.effective_prefect_home
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)
