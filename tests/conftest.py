@@ -7,19 +7,29 @@ or to respx.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+
+# Prefect reads .env and PREFECT_API_URL; keep a developer's settings out of the tests, and
+# never let a Prefect server send telemetry.
+os.environ["PREFECT_API_URL"] = ""
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-# Prefect reads .env and PREFECT_API_URL; keep a developer's settings out of the tests.
-os.environ["PREFECT_API_URL"] = ""
-
-from arkyra.config import Settings  # noqa: E402
-from arkyra.providers import ThirdPartyProvider, get_provider  # noqa: E402
-from arkyra.sandbox.app import create_app  # noqa: E402
-from arkyra.sandbox.state import SandboxState  # noqa: E402
+from arkyra.config import Settings
+from arkyra.db import migrate
+from arkyra.db.models import Base
+from arkyra.db.session import Database, sync_url
+from arkyra.providers import ThirdPartyProvider, get_provider
+from arkyra.sandbox.app import create_app
+from arkyra.sandbox.state import SandboxState
 
 SANDBOX_URL = "http://sandbox.test"
 TEST_ENCRYPTION_KEY = "t1:" + "A" * 42 + "Q"  # 32 bytes of zeros+, base64url
@@ -72,3 +82,95 @@ def provider_factory(
         return get_provider(identifier, settings=settings, client=sandbox_client)
 
     return make
+
+
+# -- databases: SQLite always, PostgreSQL when ARKYRA_TEST_DATABASE_URL is set ------------------
+
+
+PG_URL = os.environ.get("ARKYRA_TEST_DATABASE_URL") or None
+REDIS_URL = os.environ.get("ARKYRA_TEST_REDIS_URL") or None
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _migrate(url: str, home: Path) -> None:
+    migrate.upgrade(make_settings(home, database_url=url))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrations run once per session)."""
+    home = tmp_path_factory.mktemp("sqlite-template")
+    path = home / "template.db"
+    _migrate(f"sqlite:///{path}", home)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, migrated, dropped at the end."""
+    if not PG_URL:
+        yield None
+        return
+    admin = create_engine(sync_url(PG_URL), isolation_level="AUTOCOMMIT")
+    name = f"arkyra_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    _migrate(url, tmp_path_factory.mktemp("pg"))
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, postgres_url: str | None
+) -> str:
+    """Each database test runs on SQLite and, when configured, on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "arkyra.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+    if postgres_url is None:
+        pytest.skip("ARKYRA_TEST_DATABASE_URL is not set")
+    return postgres_url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    try:
+        yield database
+    finally:
+        if database.dialect == "postgresql":
+            tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+            async with database.engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await database.dispose()
+
+
+@pytest.fixture
+def db_settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+# -- Prefect: one harness for the whole session, started only when a test asks for it -----------
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect API (SQLite) for tests that store blocks or run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not REDIS_URL:
+        pytest.skip("ARKYRA_TEST_REDIS_URL is not set")
+    return REDIS_URL

@@ -114,6 +114,10 @@ class OffsetPaginator(Paginator):
             count = len(self.extract(body))
             offset += count
             total = self.total(body) if self.total else None
+            if count == 0 and total is not None and offset < total:
+                raise PaginationError(
+                    f"an empty page at offset {offset} of {total}: the data changed while paging"
+                )
             if count == 0 or (total is not None and offset >= total):
                 return
             if total is None and count < self.limit:

@@ -36,31 +36,35 @@ def parse_retry_after(
     Negative or unparseable values give ``None``; the result is capped at ``max_wait``.
     """
     now = time.time() if now is None else now
-    seconds: float | None = None
-    raw_ms = headers.get("retry-after-ms")
+    seconds = _delta(headers.get("retry-after-ms"), scale=1000.0)
     raw = headers.get("retry-after")
-    if raw_ms is not None:
-        try:
-            seconds = float(raw_ms) / 1000.0
-        except ValueError:
-            seconds = None
     if seconds is None and raw is not None:
-        raw = raw.strip()
-        try:
-            seconds = float(raw)
-        except ValueError:
+        seconds = _delta(raw, scale=1.0)
+        if seconds is None:
             try:
-                parsed = email.utils.parsedate_to_datetime(raw)
+                parsed = email.utils.parsedate_to_datetime(raw.strip())
             except (TypeError, ValueError, IndexError):
                 parsed = None
             if parsed is not None and parsed.tzinfo is not None:
-                seconds = parsed.timestamp() - now
-    if seconds is None or math.isnan(seconds) or math.isinf(seconds):
+                seconds = max(0.0, parsed.timestamp() - now)  # a date in the past: now
+    if seconds is None:
         return None
-    seconds = max(0.0, seconds)
     if max_wait is not None:
         seconds = min(seconds, max_wait)
     return seconds
+
+
+def _delta(raw: str | None, *, scale: float) -> float | None:
+    """A non-negative, finite number of seconds, or ``None``."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip()) / scale
+    except ValueError:
+        return None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return None
+    return value
 
 
 def _retryable(max_wait: float) -> Callable[[BaseException], bool]:

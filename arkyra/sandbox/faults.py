@@ -23,11 +23,19 @@ class Faults:
     job_failure_rate: float = 0.0
 
     def update(self, values: dict) -> None:
-        known = {f.name: f.type for f in fields(self)}
+        """Apply knobs all or nothing: one bad key or value changes none of them."""
+        known = {f.name for f in fields(self)}
+        if not isinstance(values, dict):
+            raise ValueError("send a JSON object of knob: value")
+        clean: dict[str, float | int] = {}
         for key, value in values.items():
             if key not in known:
-                raise ValueError(f"unknown fault knob {key!r}; known: {', '.join(known)}")
-            setattr(self, key, float(value) if key != "error_status" else int(value))
+                raise ValueError(f"unknown fault knob {key!r}; known: {', '.join(sorted(known))}")
+            clean[key] = int(value) if key == "error_status" else float(value)
+            if clean[key] < 0:
+                raise ValueError(f"fault knob {key!r} must not be negative")
+        for key, value in clean.items():
+            setattr(self, key, value)
 
     def to_dict(self) -> dict:
         return asdict(self)

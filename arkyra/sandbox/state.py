@@ -59,10 +59,13 @@ class SandboxState:
             return self.stores.setdefault(provider, {})
 
     def count(self, provider: str, route: str, *, paid: bool = False) -> None:
+        """Count a call; ``paid=True`` (from a vendor module) counts only the paid work, since
+        the fault injector has already counted the request itself."""
         with self.lock:
-            self.calls[f"{provider} {route}"] += 1
             if paid:
                 self.paid_calls[provider] += 1
+            else:
+                self.calls[f"{provider} {route}"] += 1
 
     def new_job(self, provider: str, job_id: str, **data: Any) -> SandboxJob:
         faults = self.faults_for(provider)
