@@ -228,7 +228,7 @@ async def credentials_sync(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
     """Apply database migrations (SQLite or PostgreSQL, from ARKYRA_DATABASE_URL)."""
     from arkyra.db import migrate
 
@@ -252,6 +252,21 @@ def sandbox(
         raise fail("the sandbox only binds to loopback (127.0.0.1, localhost or ::1)")
     out.print(f"sandbox on http://{host}:{port} (Ctrl-C to stop)")
     serve(host, port)
+
+
+@app.command("api")
+def api(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (integrations, AI router, hooks, dashboard)."""
+    from arkyra.api.server import serve
+
+    try:
+        serve(host=host, port=port, workers=workers)
+    except ArkyraError as exc:
+        raise fail(str(exc), 1) from None
 
 
 @app.command("token")

@@ -29,7 +29,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
+def upgrade(settings: Settings, revision: str = "heads") -> None:
     command.upgrade(alembic_config(settings.effective_database_url), revision)
 
 
@@ -38,12 +38,22 @@ def downgrade(settings: Settings, revision: str) -> None:
 
 
 def current(settings: Settings) -> str | None:
+    """The applied revision(s), comma-separated; ``None`` for an empty database."""
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
     engine = create_engine(sync_url(settings.effective_database_url))
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            heads = MigrationContext.configure(connection).get_current_heads()
     finally:
         engine.dispose()
+    return ",".join(sorted(heads)) or None
+
+
+def latest() -> str:
+    """The revision(s) a fully migrated database is at, comma-separated."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return ",".join(sorted(script.get_heads()))
