@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     job_poll_max_seconds: float = 30.0
     job_deadline_seconds: float = 1800.0
 
+    # Platform keys for the AI router (an organization's own connected key wins).
+    openai_api_key: SecretStr | None = None
+    glm_api_key: SecretStr | None = None
+    claude_api_key: SecretStr | None = None
+    mistral_api_key: SecretStr | None = None
+
     prefect_home: Path | None = Field(
         default=None, description="PREFECT_HOME for the CLI; default: `<home>/prefect`."
     )
@@ -115,6 +121,15 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     # -- derived values ---------------------------------------------------------------------
+
+    def platform_key(self, identifier: str) -> str | None:
+        """The platform's own key for an AI provider, if configured."""
+        value = getattr(self, identifier.replace("-", "_") + "_api_key", None)
+        return (
+            value.get_secret_value()
+            if isinstance(value, SecretStr) and value.get_secret_value()
+            else None
+        )
 
     @property
     def is_production(self) -> bool:
