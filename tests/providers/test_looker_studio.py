@@ -1,0 +1,255 @@
+"""Looker Studio: report ids and embed URLs, the check with and without domain-wide delegation,
+asset search paging, errors, and the sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from urllib.parse import parse_qs
+
+import httpx
+import jwt
+import pytest
+import respx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from arkyra.config import Settings
+from arkyra.errors import InvalidCredentials, InvalidInput, Transient
+from arkyra.providers import ThirdPartyProvider, catalogue_entry, get_provider, provider_class
+from arkyra.providers.content.google_auth import (
+    DATASTUDIO_READONLY,
+    DRIVE_METADATA_READONLY,
+    TOKEN_CACHE,
+)
+from arkyra.providers.content.looker_studio import LookerStudioProvider, parse_report
+from arkyra.sandbox.state import SandboxState
+from arkyra.sandbox.vendors import google_oauth
+from arkyra.sandbox.vendors import looker_studio as sandbox_looker
+
+TOKEN_URL = "https://oauth2.googleapis.com/token"
+REAL = "https://datastudio.googleapis.com"
+EMAIL = "looker@arkyra-test.iam.gserviceaccount.com"
+USER = "ana@acme.test"
+REPORT = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def key_json(rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
+    pem = rsa_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {
+        "type": "service_account",
+        "project_id": "arkyra-test",
+        "private_key_id": "kid-looker",
+        "private_key": pem,
+        "client_email": EMAIL,
+    }
+
+
+@pytest.fixture
+def creds(key_json: dict[str, str]) -> dict[str, str]:
+    return {
+        "service_account_json": json.dumps(key_json),
+        "report_id": f"https://lookerstudio.google.com/reporting/{REPORT}/page/p_intro, abc123XYZ",
+    }
+
+
+@pytest.fixture(autouse=True)
+def fresh_token_cache() -> Iterator[None]:
+    TOKEN_CACHE.clear()
+    yield
+    TOKEN_CACHE.clear()
+
+
+@pytest.fixture
+async def real(settings: Settings) -> AsyncIterator[LookerStudioProvider]:
+    real_settings = settings.model_copy(update={"sandbox": False, "http_max_attempts": 1})
+    async with httpx.AsyncClient() as client:
+        provider = get_provider("looker-studio", settings=real_settings, client=client)
+        assert isinstance(provider, LookerStudioProvider)
+        yield provider
+
+
+def token_claims(route: respx.Route) -> dict:
+    assertion = parse_qs(route.calls.last.request.content.decode())["assertion"][0]
+    return jwt.decode(assertion, options={"verify_signature": False})
+
+
+def test_registration_says_where_the_data_comes_from() -> None:
+    cls = provider_class("looker-studio")
+    entry = catalogue_entry(cls)
+    assert entry["category"] == "content"
+    assert "no data API" in entry["description"]
+    assert "GA4" in entry["description"]
+    assert "Google Sheets" in entry["description"]
+    fields = {f["name"]: f for f in entry["fields"]}
+    assert fields["service_account_json"]["kind"] == "json"
+    assert (fields["report_id"]["kind"], fields["report_id"]["required"]) == ("text", False)
+    assert {"embed_url", "reports", "list_assets"} <= set(entry["functions"])
+
+
+@pytest.mark.parametrize(
+    ("text", "report", "page"),
+    [
+        (REPORT, REPORT, None),
+        (f"https://lookerstudio.google.com/reporting/{REPORT}/page/p_x1", REPORT, "p_x1"),
+        (f"https://datastudio.google.com/u/0/reporting/{REPORT}", REPORT, None),
+        (f"https://lookerstudio.google.com/embed/reporting/{REPORT}/page/abc", REPORT, "abc"),
+    ],
+)
+def test_parse_report(text: str, report: str, page: str | None) -> None:
+    ref = parse_report(text)
+    assert (ref.report_id, ref.page_id) == (report, page)
+
+
+def test_parse_report_rejects_other_text() -> None:
+    with pytest.raises(InvalidInput):
+        parse_report("https://example.com/not/a/report")
+
+
+async def test_embed_urls_without_any_api_call(
+    real: LookerStudioProvider, creds: dict[str, str]
+) -> None:
+    with respx.mock() as mock:  # any request would fail the test
+        urls = await real.call("embed_url", creds, {})
+        other = await real.call("embed_url", creds, {"report_id": "abc123XYZ", "page_id": "p_2"})
+        listed = await real.call("reports", creds, {})
+        assert not mock.calls
+    assert urls == {
+        "report_id": REPORT,
+        "page_id": "p_intro",
+        "embed_url": f"https://lookerstudio.google.com/embed/reporting/{REPORT}/page/p_intro",
+        "report_url": f"https://lookerstudio.google.com/reporting/{REPORT}/page/p_intro",
+    }
+    assert other["embed_url"].endswith("/embed/reporting/abc123XYZ/page/p_2")
+    assert [r["report_id"] for r in listed] == [REPORT, "abc123XYZ"]
+
+
+async def test_send_data_items_point_at_ga4_and_sheets(
+    real: LookerStudioProvider, creds: dict[str, str]
+) -> None:
+    items = await real.send_data(creds, None)
+    assert [i.id for i in items] == [REPORT, "abc123XYZ"]
+    assert "GA4 or Google Sheets" in items[0].body
+    assert items[0].fields["embed_url"].startswith("https://lookerstudio.google.com/embed/")
+    assert items[0].source_url == f"https://lookerstudio.google.com/reporting/{REPORT}/page/p_intro"
+    with pytest.raises(InvalidInput):
+        await real.send_data({"service_account_json": creds["service_account_json"]}, None)
+
+
+async def test_check_without_delegation_is_a_token_exchange(
+    real: LookerStudioProvider, creds: dict[str, str]
+) -> None:
+    with respx.mock() as mock:
+        route = mock.post(TOKEN_URL).respond(200, json={"access_token": "t", "expires_in": 3599})
+        account = await real.check_connection(creds)
+        assert len(mock.calls) == 1  # the exchange alone, no API call
+    claims = token_claims(route)
+    assert claims["scope"] == DRIVE_METADATA_READONLY
+    assert "sub" not in claims
+    assert (account.id, account.name) == (EMAIL, "arkyra-test")
+
+
+async def test_check_with_delegation_searches_one_asset_as_the_user(
+    real: LookerStudioProvider, creds: dict[str, str]
+) -> None:
+    with respx.mock() as mock:
+        token = mock.post(TOKEN_URL).respond(200, json={"access_token": "t", "expires_in": 3599})
+        search = mock.get(f"{REAL}/v1/assets:search").respond(200, json={"assets": []})
+        account = await real.check_connection({**creds, "delegated_user": USER})
+    claims = token_claims(token)
+    assert (claims["scope"], claims["sub"]) == (DATASTUDIO_READONLY, USER)
+    assert dict(search.calls.last.request.url.params) == {"assetTypes": "REPORT", "pageSize": "1"}
+    assert search.calls.last.request.headers["Authorization"] == "Bearer t"
+    assert (account.id, account.name) == (EMAIL, f"{USER} (arkyra-test)")
+
+
+async def test_delegation_refused_and_permission_errors(
+    real: LookerStudioProvider, creds: dict[str, str]
+) -> None:
+    delegated = {**creds, "delegated_user": USER}
+    with respx.mock() as mock:
+        mock.post(TOKEN_URL).respond(
+            401, json={"error": "unauthorized_client", "error_description": "not authorized"}
+        )
+        with pytest.raises(InvalidCredentials, match="not authorized"):
+            await real.check_connection(delegated)
+    with respx.mock() as mock:
+        mock.post(TOKEN_URL).respond(200, json={"access_token": "t", "expires_in": 3599})
+        denied = {"error": {"code": 403, "message": "Forbidden", "status": "PERMISSION_DENIED"}}
+        route = mock.get(f"{REAL}/v1/assets:search").respond(403, json=denied)
+        with pytest.raises(InvalidCredentials, match=f"domain-wide delegation for {EMAIL}"):
+            await real.call("list_assets", delegated, {})
+        route.respond(503, json={"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}})
+        with pytest.raises(Transient):
+            await real.call("list_assets", delegated, {})
+
+
+async def test_list_assets_needs_delegation(
+    real: LookerStudioProvider, creds: dict[str, str]
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        await real.call("list_assets", creds, {})
+    assert "delegated_user" in info.value.errors
+
+
+# -- end to end against the sandbox ------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox(
+    provider_factory: Callable[[str], ThirdPartyProvider],
+    sandbox_state: SandboxState,
+    rsa_key: rsa.RSAPrivateKey,
+) -> LookerStudioProvider:
+    google_oauth.register_service_account(
+        sandbox_state,
+        client_email=EMAIL,
+        public_key_pem=google_oauth.public_pem_of(rsa_key),
+        private_key_id="kid-looker",
+        project_id="arkyra-test",
+        domain_wide_delegation=True,
+    )
+    sandbox_looker.seed_assets(sandbox_state, owner=USER, reports=5, data_sources=2)
+    sandbox_looker.seed_assets(sandbox_state, owner="bob@acme.test", reports=2, data_sources=0)
+    provider = provider_factory("looker-studio")
+    assert isinstance(provider, LookerStudioProvider)
+    return provider
+
+
+async def test_sandbox_lists_assets_across_pages(
+    sandbox: LookerStudioProvider, sandbox_state: SandboxState, creds: dict[str, str]
+) -> None:
+    delegated = {**creds, "delegated_user": USER}
+    account = await sandbox.check_connection(delegated)
+    assert account.id == EMAIL
+    reports = await sandbox.call("list_assets", delegated, {"page_size": 2})
+    assert len(reports) == 5  # bob's reports are not visible to ana
+    assert {a["assetType"] for a in reports} == {"REPORT"}
+    assert all(a["owner"] == USER for a in reports)
+    assert not any(k.startswith("_") for a in reports for k in a)
+    pages = sandbox_state.calls["looker-studio GET /looker-studio/v1/assets:search"]
+    assert pages == 1 + 3  # the check, then three pages of two
+    sources = await sandbox.call(
+        "list_assets", delegated, {"asset_type": "DATA_SOURCE", "max_items": 1}
+    )
+    assert len(sources) == 1
+
+
+async def test_sandbox_refuses_accounts_without_delegation(
+    sandbox: LookerStudioProvider, sandbox_state: SandboxState, creds: dict[str, str]
+) -> None:
+    sandbox_state.store("google-oauth")["service_accounts"][EMAIL]["domain_wide_delegation"] = False
+    with pytest.raises(InvalidCredentials, match="unauthorized"):
+        await sandbox.check_connection({**creds, "delegated_user": USER})
+    account = await sandbox.check_connection(creds)  # no delegation asked: the key is still fine
+    assert account.id == EMAIL
