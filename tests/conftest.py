@@ -174,3 +174,35 @@ def redis_url() -> str:
     if not REDIS_URL:
         pytest.skip("ARKYRA_TEST_REDIS_URL is not set")
     return REDIS_URL
+
+
+# -- reporting: show which real services the suite used -----------------------------------------
+
+_backend_runs: dict[str, int] = {"postgresql": 0, "redis": 0}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    pg = make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else "not set (skipped)"
+    return [f"arkyra: PostgreSQL tests: {pg}", f"arkyra: Redis tests: {REDIS_URL or 'not set'}"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI") == "true" and not (PG_URL and REDIS_URL):
+        raise pytest.UsageError(
+            "CI=true needs ARKYRA_TEST_DATABASE_URL and ARKYRA_TEST_REDIS_URL (see .ci/run)"
+        )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        if "postgresql" in report.nodeid:
+            _backend_runs["postgresql"] += 1
+        if "redis" in report.nodeid:
+            _backend_runs["redis"] += 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    terminalreporter.write_line(
+        f"arkyra: {_backend_runs['postgresql']} tests passed on PostgreSQL, "
+        f"{_backend_runs['redis']} on Redis"
+    )
