@@ -13,15 +13,21 @@ from typing import Any, ClassVar, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-LOGO = "https://raw.githubusercontent.com/PrefectHQ/prefect/main/docs/images/logos/prefect.svg"
-DOCS = "https://github.com/arkyra/pipelines#integrations"
+DOCS = "https://github.com/arkyra/pipelines#how-credentials-are-kept"
 
 
 class ArkyraCredentials(Block, ABC):
     """Base of every credentials block: which integration it belongs to, and how to unwrap it."""
 
-    _logo_url: ClassVar[str] = LOGO
     _documentation_url: ClassVar[str] = DOCS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._code_example = (
+            f"```python\nfrom arkyra.blocks import {cls.__name__}\n\n"
+            f'block = {cls.__name__}.load("BLOCK_NAME")\n'
+            "credentials = block.credentials()  # inside the task that calls the provider\n```"
+        )
 
     identifier: str = Field(description="Provider identifier, e.g. 'heygen'.")
     organization_id: str = Field(description="Owning organization.")
@@ -29,14 +35,26 @@ class ArkyraCredentials(Block, ABC):
     label: str | None = Field(default=None, description="A name the user gave the integration.")
     account_id: str | None = Field(default=None, description="The vendor account (no secret).")
     account_name: str | None = Field(default=None, description="The account's display name.")
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-secret provider options without a field of their own.",
+    )
 
     META_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"identifier", "organization_id", "integration_id", "label", "account_id", "account_name"}
+        {
+            "identifier",
+            "organization_id",
+            "integration_id",
+            "label",
+            "account_id",
+            "account_name",
+            "options",
+        }
     )
 
     def credentials(self) -> dict[str, str]:
         """The provider credential dict, secrets unwrapped (keep it inside the task using it)."""
-        values: dict[str, str] = {}
+        values: dict[str, str] = dict(self.options)
         for name in type(self).model_fields:
             if name in self.META_FIELDS:
                 continue
@@ -182,9 +200,15 @@ def build_block(
     account_id: str | None = None,
     account_name: str | None = None,
 ) -> ArkyraCredentials:
-    """A block holding ``credentials`` (validated field by field by the block's model)."""
+    """A block holding ``credentials`` (validated field by field by the block's model).
+
+    Secret fields must have a ``SecretStr`` field on the block (a test checks every provider);
+    any other field the block does not name is kept in ``options``.
+    """
     cls = block_type_for(identifier)
-    values = {k: v for k, v in credentials.items() if k in cls.credential_fields()}
+    own = cls.credential_fields()
+    values = {k: v for k, v in credentials.items() if k in own}
+    options = {k: v for k, v in credentials.items() if k not in own and k != "label"}
     return cls(
         identifier=identifier,
         organization_id=organization_id,
@@ -192,6 +216,7 @@ def build_block(
         label=credentials.get("label"),
         account_id=account_id,
         account_name=account_name,
+        options=options,
         **values,
     )
 
