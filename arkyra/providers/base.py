@@ -214,11 +214,7 @@ class ThirdPartyProvider(ABC):
     async def call(self, name: str, credentials: Mapping[str, str], payload: Any) -> Any:
         """Validate ``payload`` against the exposed function's model, then call it."""
         spec = self.exposed_function(name)
-        try:
-            params = spec.input_model.model_validate(payload or {})
-        except ValidationError as exc:
-            errors = {".".join(map(str, e["loc"])) or "input": e["msg"] for e in exc.errors()}
-            raise InvalidInput(f"invalid input for {self.identifier}.{name}", errors) from None
+        params = validate_model(spec.input_model, payload, f"{self.identifier}.{name}")
         method = getattr(self, spec.method_name)
         return await method(credentials, params)
 
@@ -281,7 +277,9 @@ class ThirdPartyProvider(ABC):
         method = method.upper()
         idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
-        merged = {**self.auth_headers(credentials), **(headers or {})}
+        auth = self.auth_headers(credentials)
+        merged = {**auth, **(headers or {})}
+        secrets = [*credentials.values(), *auth.values()]
 
         async def attempt() -> httpx.Response:
             try:
@@ -294,6 +292,12 @@ class ThirdPartyProvider(ABC):
                     provider=self.identifier,
                     details={"request_sent": False},
                 ) from None
+            except httpx.UnsupportedProtocol:
+                raise BadRequest(
+                    "the configured base URL is not an http(s) URL; check "
+                    f"ARKYRA_{self.identifier.upper().replace('-', '_')}_BASE_URL",
+                    provider=self.identifier,
+                ) from None
             except httpx.TransportError as exc:
                 raise Transient(
                     f"connection failed ({type(exc).__name__})",
@@ -302,7 +306,7 @@ class ThirdPartyProvider(ABC):
                 ) from None
             if self.is_error(response):
                 await response.aread()
-                raise self.error_from_response(response)
+                raise redact(self.error_from_response(response), secrets)
             return response
 
         def safe_to_repeat(exc: BaseException) -> bool:
@@ -326,6 +330,31 @@ class ThirdPartyProvider(ABC):
     ) -> Any:
         response = await self.request("POST", path, credentials, json_body=body, **kwargs)
         return _json(response, self.identifier)
+
+
+def redact(error: ProviderError, secrets: Any) -> ProviderError:
+    """Remove any credential value a vendor echoed back from the error's message."""
+    message = error.message
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 6:
+            message = message.replace(secret, "[redacted]")
+            if " " in secret:  # "Bearer sk-...", "Basic ..."
+                message = message.replace(secret.split(" ", 1)[1], "[redacted]")
+    if message != error.message:
+        error.message = message
+        error.args = (error._render(),)
+    return error
+
+
+def validate_model(model: type[BaseModel], data: Any, where: str) -> Any:
+    """``model.model_validate(data)`` with errors as ``InvalidInput`` keyed by field path."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        errors = {".".join(map(str, e["loc"])) or "input": e["msg"] for e in exc.errors()}
+        raise InvalidInput(f"invalid input for {where}", errors) from None
 
 
 def _json(response: httpx.Response, provider: str) -> Any:

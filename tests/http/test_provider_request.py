@@ -349,3 +349,35 @@ async def test_get_json_refuses_a_body_that_is_not_json(
     vendor = Vendor(httpx.Response(200, text="<html>maintenance</html>"))
     with pytest.raises(Transient, match="not JSON"):
         await connect(vendor).get_json("/items", CREDENTIALS)
+
+
+async def test_a_vendor_echoing_the_key_is_redacted_centrally(settings) -> None:  # type: ignore[no-untyped-def]
+    from arkyra.errors import InvalidCredentials
+    from arkyra.providers.base import ThirdPartyProvider
+
+    class Echo(ThirdPartyProvider):
+        identifier = "test-echo-redaction"
+        title = description = "echo"
+        category = "content"
+        fields = ()
+        default_base_url = "https://vendor.test"
+
+        def auth_headers(self, credentials):  # type: ignore[no-untyped-def]
+            return {"Authorization": f"Bearer {credentials['api_key']}"}
+
+        async def check_connection(self, credentials):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        async def send_data(self, credentials, data):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        key = request.headers["Authorization"].split(" ", 1)[1]
+        return httpx.Response(401, json={"error": {"message": f"bad key {key} for you"}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        provider = Echo(settings=settings.model_copy(update={"sandbox": False}), client=client)
+        with pytest.raises(InvalidCredentials) as caught:
+            await provider.request("GET", "/x", {"api_key": "sk-very-secret-123"})
+    assert "sk-very-secret-123" not in str(caught.value)
+    assert "[redacted]" in str(caught.value)
