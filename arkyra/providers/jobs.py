@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from arkyra.errors import JobDeadlineExceeded, JobFailed
+from arkyra.providers.base import ThirdPartyProvider
 
 
 class JobStatus(StrEnum):
@@ -86,3 +87,31 @@ async def poll_job(
             )
         await sleep(min(delay, remaining))
         delay = min(delay * 1.5, max_delay)
+
+
+class RenderProvider(ThirdPartyProvider):
+    """A provider whose main action starts a vendor job: ``wait_for_job`` is written once here,
+    over the provider's own ``get_job``."""
+
+    async def get_job(self, credentials: Mapping[str, str], job_id: str) -> RenderJob:
+        """The job's current state, mapped to :class:`RenderJob`."""
+        raise NotImplementedError
+
+    async def wait_for_job(
+        self,
+        credentials: Mapping[str, str],
+        job_id: str,
+        *,
+        deadline_seconds: float | None = None,
+        on_update: Callable[[RenderJob], None] | None = None,
+    ) -> RenderJob:
+        """Poll until the job is final; ``JobFailed`` or ``JobDeadlineExceeded`` otherwise."""
+        return await poll_job(
+            lambda: self.get_job(credentials, job_id),
+            initial_delay=self.settings.job_poll_initial_seconds,
+            max_delay=self.settings.job_poll_max_seconds,
+            deadline_seconds=(
+                self.settings.job_deadline_seconds if deadline_seconds is None else deadline_seconds
+            ),
+            on_update=on_update,
+        )

@@ -7,7 +7,7 @@ come as ``{kind, description}``: 402 means no credits, 451 means the content was
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -19,12 +19,11 @@ from arkyra.http.paginate import CursorPaginator
 from arkyra.providers.base import (
     AccountInfo,
     ExposedInput,
-    ThirdPartyProvider,
     api_key_field,
     expose,
     third_party,
 )
-from arkyra.providers.jobs import JobStatus, RenderJob, poll_job
+from arkyra.providers.jobs import JobStatus, RenderJob, RenderProvider
 
 #: D-ID's talk/clip states -> ours.
 TALK_STATUS: dict[str, JobStatus] = {
@@ -180,7 +179,7 @@ def _voice_matches(voice: Voice, params: VoicesInput) -> bool:
     category="video",
     fields=[api_key_field(help="D-ID Studio > API key (shown as user:password).")],
 )
-class DIdProvider(ThirdPartyProvider):
+class DIdProvider(RenderProvider):
     """D-ID talks and clips, status polling, presenters and voices."""
 
     default_base_url = "https://api.d-id.com"
@@ -230,25 +229,6 @@ class DIdProvider(ThirdPartyProvider):
         kind = "clips" if job_id.startswith("clp_") else "talks"
         body = await self.get_json(f"/{kind}/{quote(job_id, safe='')}", credentials)
         return self.to_job(body)
-
-    async def wait_for_job(
-        self,
-        credentials: Mapping[str, str],
-        job_id: str,
-        *,
-        deadline_seconds: float | None = None,
-        on_update: Callable[[RenderJob], None] | None = None,
-    ) -> RenderJob:
-        """Poll until the talk or clip is final; ``JobFailed`` / ``JobDeadlineExceeded``."""
-        return await poll_job(
-            lambda: self.get_job(credentials, job_id),
-            initial_delay=self.settings.job_poll_initial_seconds,
-            max_delay=self.settings.job_poll_max_seconds,
-            deadline_seconds=(
-                self.settings.job_deadline_seconds if deadline_seconds is None else deadline_seconds
-            ),
-            on_update=on_update,
-        )
 
     def to_job(self, body: Any) -> RenderJob:
         """A talk or clip object as a :class:`RenderJob`."""

@@ -8,7 +8,7 @@ with ``retry-after-ms`` / ``Retry-After`` honoured; a ``THROTTLED`` task is stil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
@@ -22,12 +22,11 @@ from arkyra.http.paginate import CursorPaginator
 from arkyra.providers.base import (
     AccountInfo,
     ExposedInput,
-    ThirdPartyProvider,
     api_key_field,
     expose,
     third_party,
 )
-from arkyra.providers.jobs import JobStatus, RenderJob, poll_job
+from arkyra.providers.jobs import JobStatus, RenderJob, RenderProvider
 
 API_VERSION = "2024-11-06"
 
@@ -144,7 +143,7 @@ def parse_request(data: Any) -> RunwayImageToVideo:
     category="video",
     fields=[api_key_field(help="Runway developer portal > API keys.")],
 )
-class RunwayProvider(ThirdPartyProvider):
+class RunwayProvider(RenderProvider):
     """Runway image-to-video tasks, task polling, and the organization's voices."""
 
     default_base_url = "https://api.dev.runwayml.com"
@@ -199,25 +198,6 @@ class RunwayProvider(ThirdPartyProvider):
         """The task's state, progress, first output URL, or failure and failure code."""
         body = await self.get_json(f"/v1/tasks/{quote(job_id, safe='')}", credentials)
         return self.to_job(body)
-
-    async def wait_for_job(
-        self,
-        credentials: Mapping[str, str],
-        job_id: str,
-        *,
-        deadline_seconds: float | None = None,
-        on_update: Callable[[RenderJob], None] | None = None,
-    ) -> RenderJob:
-        """Poll until the task is final; ``JobFailed`` / ``JobDeadlineExceeded`` otherwise."""
-        return await poll_job(
-            lambda: self.get_job(credentials, job_id),
-            initial_delay=self.settings.job_poll_initial_seconds,
-            max_delay=self.settings.job_poll_max_seconds,
-            deadline_seconds=(
-                self.settings.job_deadline_seconds if deadline_seconds is None else deadline_seconds
-            ),
-            on_update=on_update,
-        )
 
     def to_job(self, body: Any) -> RenderJob:
         """A task object as a :class:`RenderJob`."""

@@ -8,7 +8,7 @@ Errors come as ``{error, context?}``; a 429 says how long to wait in ``RateLimit
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -22,12 +22,11 @@ from arkyra.http.retry import parse_retry_after
 from arkyra.providers.base import (
     AccountInfo,
     ExposedInput,
-    ThirdPartyProvider,
     api_key_field,
     expose,
     third_party,
 )
-from arkyra.providers.jobs import JobStatus, RenderJob, poll_job
+from arkyra.providers.jobs import JobStatus, RenderJob, RenderProvider
 
 #: Synthesia's video states -> ours. ``approved`` is a moderation step, still rendering.
 VIDEO_STATUS: dict[str, JobStatus] = {
@@ -159,7 +158,7 @@ def _message(body: Any, fallback: str) -> str:
     category="video",
     fields=[api_key_field(help="Synthesia > Settings > API key (Creator plan or higher).")],
 )
-class SynthesiaProvider(ThirdPartyProvider):
+class SynthesiaProvider(RenderProvider):
     """Synthesia v2: renders, status polling, and the template catalogue."""
 
     default_base_url = "https://api.synthesia.io"
@@ -220,25 +219,6 @@ class SynthesiaProvider(ThirdPartyProvider):
         """The video's current state, result URL and failure reason."""
         body = await self.get_json(f"/v2/videos/{quote(job_id, safe='')}", credentials)
         return self.to_job(body)
-
-    async def wait_for_job(
-        self,
-        credentials: Mapping[str, str],
-        job_id: str,
-        *,
-        deadline_seconds: float | None = None,
-        on_update: Callable[[RenderJob], None] | None = None,
-    ) -> RenderJob:
-        """Poll until the video is final; ``JobFailed`` / ``JobDeadlineExceeded`` otherwise."""
-        return await poll_job(
-            lambda: self.get_job(credentials, job_id),
-            initial_delay=self.settings.job_poll_initial_seconds,
-            max_delay=self.settings.job_poll_max_seconds,
-            deadline_seconds=(
-                self.settings.job_deadline_seconds if deadline_seconds is None else deadline_seconds
-            ),
-            on_update=on_update,
-        )
 
     def to_job(self, body: Any) -> RenderJob:
         """A VideoResponse as a :class:`RenderJob`."""
