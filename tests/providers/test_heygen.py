@@ -88,7 +88,12 @@ def test_registered_with_contract_fields() -> None:
     assert cls is HeyGen
     assert cls.category == "video"
     assert cls.default_base_url == BASE
-    assert [(f.name, f.is_secret) for f in cls.fields] == [("api_key", True)]
+    assert [(f.name, f.is_secret, f.required) for f in cls.fields] == [
+        ("api_key", True, True),
+        ("api_version", False, False),
+    ]
+    version = cls.fields[1]
+    assert (version.kind, version.options, version.default) == ("select", ("v2", "v3"), None)
     assert set(cls.exposed) == {"avatars", "voices"}
 
 
@@ -687,3 +692,287 @@ async def test_exposed_inputs_reject_unknown_filters(heygen: HeyGen) -> None:
     with pytest.raises(InvalidInput) as caught:
         await heygen.call("voices", CREDS, {"accent": "British"})
     assert "accent" in caught.value.errors
+
+
+# -- API v3 -----------------------------------------------------------------------------------
+
+V3 = {**CREDS, "api_version": "v3"}
+
+
+def test_api_version_defaults_to_v2_and_is_validated() -> None:
+    assert HeyGen.api_version(CREDS) == "v2"
+    assert HeyGen.api_version({**CREDS, "api_version": " V3 "}) == "v3"
+    assert HeyGen.validate_credentials(CREDS) == CREDS, "nothing added to stored credentials"
+    assert HeyGen.validate_credentials(V3)["api_version"] == "v3"
+    with pytest.raises(InvalidInput) as caught:
+        HeyGen.validate_credentials({**CREDS, "api_version": "v4"})
+    assert "api_version" in caught.value.errors
+    with pytest.raises(InvalidInput):
+        HeyGen.api_version({**CREDS, "api_version": "v1"})
+
+
+async def test_v3_check_connection_uses_users_me(heygen: HeyGen, api: respx.MockRouter) -> None:
+    legacy = api.get("/v1/user/me").respond(200, json=USER_ME)
+    route = api.get("/v3/users/me").respond(
+        200, json={"data": {**USER_ME["data"], "billing_type": "subscription"}}
+    )
+
+    account = await heygen.check_connection(V3)
+
+    assert (account.id, account.name) == ("ada_l", "Ada Lovelace")
+    assert route.calls.last.request.headers["X-Api-Key"] == KEY
+    assert not legacy.called
+
+
+async def test_v3_key_without_user_read_is_proved_by_a_list_call(
+    heygen: HeyGen, api: respx.MockRouter
+) -> None:
+    api.get("/v3/users/me").respond(
+        403, json={"error": {"code": "forbidden", "message": "missing user-read", "doc_url": "d"}}
+    )
+    probe = api.get("/v3/avatars").respond(200, json={"data": [], "has_more": False})
+
+    account = await heygen.check_connection(V3)
+
+    assert probe.calls.last.request.url.params["limit"] == "1"
+    assert account.id == heygen.fingerprint(KEY)
+
+
+async def test_v3_render_body_and_response(heygen: HeyGen, api: respx.MockRouter) -> None:
+    legacy = api.post("/v2/video/generate").respond(200, json={"data": {"video_id": "x"}})
+    route = api.post("/v3/videos").respond(200, json={"data": {"video_id": "v3_vid"}})
+
+    job = await heygen.send_data(
+        V3,
+        {
+            "script": "Hello v3",
+            "talking_photo_id": "tp_1",
+            "voice_id": "v1",
+            "speed": 1.2,
+            "background_color": "#112233",
+            "width": 1080,
+            "height": 1920,
+            "title": "Launch",
+            "caption": True,
+            "callback_id": "job-42",
+            "callback_url": "https://hooks.example.com/hooks/heygen",
+            "test": True,
+        },
+    )
+
+    assert (job.id, job.status) == ("v3_vid", JobStatus.QUEUED)
+    assert not legacy.called
+    assert sent_json(route) == {
+        "type": "avatar",
+        "avatar_id": "tp_1",
+        "script": "Hello v3",
+        "voice_id": "v1",
+        "voice_settings": {"speed": 1.2},
+        "background": {"type": "color", "value": "#112233"},
+        "aspect_ratio": "9:16",
+        "resolution": "1080p",
+        "title": "Launch",
+        "enable_caption": True,
+        "callback_id": "job-42",
+        "callback_url": "https://hooks.example.com/hooks/heygen",
+        "test": True,
+    }
+
+
+async def test_v2_render_sends_callback_url(heygen: HeyGen, api: respx.MockRouter) -> None:
+    route = api.post("/v2/video/generate").respond(200, json={"data": {"video_id": "v"}})
+    await heygen.send_data(
+        CREDS,
+        {"script": "Hi", "avatar_id": "a", "voice_id": "v", "callback_url": "https://h.io/x"},
+    )
+    assert sent_json(route)["callback_url"] == "https://h.io/x"
+
+
+async def test_v3_get_job_maps_status_and_failure_fields(
+    heygen: HeyGen, api: respx.MockRouter
+) -> None:
+    done = api.get("/v3/videos/v_ok").respond(
+        200,
+        json={"data": {"id": "v_ok", "status": "completed", "video_url": "https://cdn/v.mp4",
+                       "thumbnail_url": "https://cdn/v.jpg", "duration": 4.5}},
+    )  # fmt: skip
+    api.get("/v3/videos/v_bad").respond(
+        200,
+        json={"data": {"id": "v_bad", "status": "failed", "failure_code": "40039",
+                       "failure_message": "Invalid text detected"}},
+    )  # fmt: skip
+
+    ok = await heygen.get_job(V3, "v_ok")
+    bad = await heygen.get_job(V3, "v_bad")
+
+    assert done.calls.last.request.headers["X-Api-Key"] == KEY
+    assert (ok.status, ok.result_url, ok.duration_seconds) == (
+        JobStatus.SUCCEEDED,
+        "https://cdn/v.mp4",
+        4.5,
+    )
+    assert ok.result_expires_at is not None
+    assert (bad.status, bad.failure_code, bad.failure_reason) == (
+        JobStatus.FAILED,
+        "40039",
+        "Invalid text detected",
+    )
+
+
+def v3_page(items: list[dict[str, Any]], next_token: str | None) -> dict[str, Any]:
+    return {"data": items, "has_more": next_token is not None, "next_token": next_token}
+
+
+async def test_v3_avatars_follow_pages_and_keep_kinds(
+    heygen: HeyGen, api: respx.MockRouter
+) -> None:
+    route = api.get("/v3/avatars")
+    route.side_effect = [
+        httpx.Response(200, json=v3_page([
+            {"id": "a_pub", "name": "Monica", "gender": "female", "avatar_type": "studio_avatar",
+             "ownership": "public", "default_voice_id": "v1"},
+            {"id": "pa_1", "name": "My Photo Avatar", "avatar_type": "photo_avatar",
+             "ownership": "private"},
+        ], "tok2")),
+        httpx.Response(200, json=v3_page([
+            {"id": "tp_1", "name": "Talking Photo", "avatar_type": "talking_photo",
+             "ownership": "private"},
+        ], None)),
+    ]  # fmt: skip
+
+    found = await heygen.call("avatars", V3, {})
+
+    assert [(a.id, a.kind, a.public) for a in found] == [
+        ("a_pub", "avatar", True),
+        ("pa_1", "photo_avatar", False),
+        ("tp_1", "talking_photo", False),
+    ]
+    assert found[0].default_voice_id == "v1"
+    first, second = (call.request.url.params for call in route.calls)
+    assert dict(first) == {"limit": "50"}
+    assert second["token"] == "tok2"
+
+
+async def test_v3_avatars_without_public_ask_for_private_ones(
+    heygen: HeyGen, api: respx.MockRouter
+) -> None:
+    route = api.get("/v3/avatars").respond(
+        200,
+        json=v3_page([
+            {"id": "pa_1", "name": "Mine", "avatar_type": "photo_avatar", "ownership": "private"},
+            {"id": "a_pub", "name": "Stock", "ownership": "public"},
+        ], None),
+    )  # fmt: skip
+
+    found = await heygen.call("avatars", V3, {"include_public": False, "kind": "photo_avatar"})
+
+    assert route.calls.last.request.url.params["ownership"] == "private"
+    assert [a.id for a in found] == ["pa_1"]
+
+
+async def test_v2_include_public_false_drops_known_public_avatars(
+    heygen: HeyGen, api: respx.MockRouter
+) -> None:
+    api.get("/v2/avatars").respond(
+        200,
+        json={"error": None, "data": {"avatars": [
+            {"avatar_id": "pub", "avatar_name": "Stock", "is_public": True},
+            {"avatar_id": "own", "avatar_name": "Mine", "is_public": False},
+        ], "talking_photos": [{"talking_photo_id": "tp", "talking_photo_name": "P"}]}},
+    )  # fmt: skip
+    assert [a.id for a in await heygen.call("avatars", CREDS, {})] == ["pub", "own", "tp"]
+    mine = await heygen.call("avatars", CREDS, {"include_public": False})
+    assert [a.id for a in mine] == ["own", "tp"]
+
+
+async def test_v3_voices_follow_pages(heygen: HeyGen, api: respx.MockRouter) -> None:
+    route = api.get("/v3/voices")
+    route.side_effect = [
+        httpx.Response(200, json=v3_page([
+            {"voice_id": "v1", "name": "Rachel", "language": "English", "gender": "female",
+             "preview_audio_url": "https://p/v1.mp3"},
+        ], "2")),
+        httpx.Response(200, json=v3_page([
+            {"voice_id": "v2", "name": "Mateo", "language": "Spanish", "gender": "male"},
+        ], None)),
+    ]  # fmt: skip
+
+    voices = await heygen.call("voices", V3, {"language": "spanish"})
+
+    assert [v.id for v in voices] == ["v2"]
+    assert route.call_count == 2
+    assert route.calls[1].request.url.params["token"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, "unauthorized", InvalidCredentials),
+        (402, "insufficient_credit", QuotaExhausted),
+        (403, "resource_access_denied", InvalidCredentials),
+        (404, "not_found", BadRequest),
+        (400, "invalid_parameter", BadRequest),
+        (429, "rate_limit_exceeded", RateLimited),
+        (500, "internal_error", Transient),
+    ],
+)
+async def test_v3_error_bodies_map_and_keep_param_and_doc_url(
+    heygen: HeyGen,
+    api: respx.MockRouter,
+    status: int,
+    code: str,
+    expected: type[ProviderError],
+) -> None:
+    api.get("/v3/videos/x").respond(
+        status,
+        json={"error": {"code": code, "message": f"vendor says {code}", "param": "voice_id",
+                        "doc_url": "https://developers.heygen.com/docs/error-codes"}},
+    )  # fmt: skip
+    with pytest.raises(expected) as caught:
+        await heygen.get_job(V3, "x")
+    error = caught.value
+    assert error.code == code
+    assert error.status == status
+    assert f"vendor says {code}" in error.message
+    assert "param: voice_id" in error.message
+    assert error.details["doc_url"] == "https://developers.heygen.com/docs/error-codes"
+
+
+@pytest.mark.parametrize(
+    ("version", "path", "response"),
+    [
+        ("v2", "/v1/webhook/endpoint.add",
+         {"code": 100, "data": {"endpoint_id": "ep_1", "url": "https://h.io/hooks/heygen",
+                                "secret": "sec_v2", "events": ["avatar_video.success"],
+                                "status": "enabled"}}),
+        ("v3", "/v3/webhooks/endpoints",
+         {"data": {"endpoint_id": "ep_1", "url": "https://h.io/hooks/heygen",
+                   "secret": "sec_v2", "events": ["avatar_video.success"],
+                   "status": "enabled"}}),
+    ],
+)  # fmt: skip
+async def test_register_webhook_per_version(
+    heygen: HeyGen, api: respx.MockRouter, version: str, path: str, response: dict[str, Any]
+) -> None:
+    route = api.post(path).respond(200, json=response)
+
+    endpoint = await heygen.register_webhook(
+        {**CREDS, "api_version": version}, {"url": "https://h.io/hooks/heygen"}
+    )
+
+    assert (endpoint.id, endpoint.secret, endpoint.status) == ("ep_1", "sec_v2", "enabled")
+    assert "sec_v2" not in repr(endpoint)
+    assert sent_json(route) == {
+        "url": "https://h.io/hooks/heygen",
+        "events": ["avatar_video.success", "avatar_video.fail"],
+    }
+
+
+async def test_register_webhook_without_secret_is_an_error(
+    heygen: HeyGen, api: respx.MockRouter
+) -> None:
+    api.post("/v3/webhooks/endpoints").respond(200, json={"data": {"endpoint_id": "ep"}})
+    with pytest.raises(ProviderError, match="no id or secret"):
+        await heygen.register_webhook(V3, {"url": "https://h.io/x"})
+    with pytest.raises(InvalidInput):
+        await heygen.register_webhook(V3, {"url": "ftp://h.io/x"})

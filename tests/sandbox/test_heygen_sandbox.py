@@ -6,6 +6,7 @@ agreeing on something wrong would still be caught.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from arkyra.errors import (
 )
 from arkyra.providers import ThirdPartyProvider, get_provider
 from arkyra.providers.jobs import JobStatus, RenderJob
+from arkyra.providers.video.callbacks import CallbackRejected, handle_render_callback
 from arkyra.providers.video.heygen import HeyGen
 from arkyra.sandbox.state import SandboxState
 from arkyra.sandbox.vendors import heygen as emulator
@@ -361,3 +363,198 @@ async def test_media_is_served_only_for_finished_renders(
     job = await heygen.send_data(CREDS, render())
     assert (await sandbox_client.get(f"/heygen/media/{job.id}.mp4")).status_code == 404
     assert (await sandbox_client.get("/heygen/media/unknown.mp4")).status_code == 404
+
+
+# -- API v3 -----------------------------------------------------------------------------------
+
+V3 = {**CREDS, "api_version": "v3"}
+V3_NO_SCOPE = {**NO_SCOPE, "api_version": "v3"}
+PHOTO_AVATAR = emulator.PHOTO_AVATARS[0]["photo_avatar_id"]
+
+
+async def test_v3_identity_and_scope_fallback(heygen: HeyGen, sandbox_state: SandboxState) -> None:
+    account = await heygen.check_connection(V3)
+    assert account == await heygen.check_connection(CREDS), "same account through v2 and v3"
+    anonymous = await heygen.check_connection(V3_NO_SCOPE)
+    assert anonymous.id == heygen.fingerprint(NO_SCOPE["api_key"])
+    assert sandbox_state.calls[f"{IDENTIFIER} GET /heygen/v3/avatars"] == 1
+
+
+async def test_v3_avatars_list_public_photo_avatars_and_talking_photos(heygen: HeyGen) -> None:
+    everything = await heygen.call("avatars", V3, {})
+    assert {a.kind for a in everything} == {"avatar", "photo_avatar", "talking_photo"}
+    assert len(everything) == (
+        len(emulator.AVATARS) + len(emulator.PHOTO_AVATARS) + len(emulator.TALKING_PHOTOS)
+    )
+    public = [a for a in everything if a.public]
+    assert {a.kind for a in public} == {"avatar"}
+
+    mine = await heygen.call("avatars", V3, {"include_public": False})
+    assert mine
+    assert not any(a.public for a in mine)
+    assert {a.kind for a in mine} == {"photo_avatar", "talking_photo"}
+
+    photos = await heygen.call("avatars", V3, {"kind": "photo_avatar"})
+    assert [a.id for a in photos] == [p["photo_avatar_id"] for p in emulator.PHOTO_AVATARS]
+
+
+async def test_v3_voices(heygen: HeyGen) -> None:
+    voices = await heygen.call("voices", V3, {"language": "Spanish"})
+    assert [v.name for v in voices] == ["Elena - Warm", "Mateo - Clear"]
+    assert all(v.preview_audio_url for v in voices)
+
+
+@pytest.mark.parametrize("character", ["avatar_id", "talking_photo_id", "photo_avatar"])
+async def test_v3_renders_every_kind_of_character(
+    heygen: HeyGen, fast_jobs: SandboxState, sandbox_client: httpx.AsyncClient, character: str
+) -> None:
+    ids = {"avatar_id": AVATAR, "talking_photo_id": TALKING_PHOTO, "photo_avatar": PHOTO_AVATAR}
+    field = "avatar_id" if character == "photo_avatar" else character
+    job = await heygen.send_data(
+        V3, {"script": "Hello v3.", field: ids[character], "voice_id": VOICE}
+    )
+    assert fast_jobs.paid_calls[IDENTIFIER] == 1
+
+    done = await heygen.wait_for_job(V3, job.id)
+
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.result_url is not None
+    assert (await sandbox_client.get(done.result_url)).content[4:8] == b"ftyp"
+    assert fast_jobs.calls[f"{IDENTIFIER} GET /heygen/v3/videos/{job.id}"] >= 1
+    assert not fast_jobs.calls[f"{IDENTIFIER} GET /heygen/v1/video_status.get"]
+
+
+async def test_v3_failed_render_and_error_body(
+    heygen: HeyGen, fast_jobs: SandboxState, sandbox_client: httpx.AsyncClient
+) -> None:
+    job = await heygen.send_data(V3, render("This one will [fail]."))
+    with pytest.raises(JobFailed) as failed:
+        await heygen.wait_for_job(V3, job.id)
+    assert failed.value.code == "40039"
+
+    with pytest.raises(BadRequest) as bad:
+        await heygen.send_data(V3, render(avatar_id="nobody"))
+    assert bad.value.status == 400
+    assert "param: avatar_id" in bad.value.message
+    assert bad.value.details["doc_url"].startswith("https://")
+
+    raw = await sandbox_client.get("/heygen/v3/videos/unknown", headers=HEADERS)
+    assert raw.status_code == 404
+    assert set(raw.json()["error"]) == {"code", "message", "param", "doc_url"}
+
+
+async def test_v3_emulator_pages_with_next_token(sandbox_client: httpx.AsyncClient) -> None:
+    first = (await sandbox_client.get("/heygen/v3/avatars?limit=4", headers=HEADERS)).json()
+    assert first["has_more"] is True
+    assert len(first["data"]) == 4
+    rest = await sandbox_client.get(
+        "/heygen/v3/avatars", params={"limit": 50, "token": first["next_token"]}, headers=HEADERS
+    )
+    assert rest.json()["has_more"] is False
+    ids = [a["id"] for a in first["data"] + rest.json()["data"]]
+    assert len(ids) == len(set(ids)) == 11
+    unauthorized = await sandbox_client.get("/heygen/v3/voices")
+    assert unauthorized.status_code == 401
+    assert unauthorized.json()["error"]["code"] == "unauthorized"
+
+
+# -- completion webhooks and expiring URLs ----------------------------------------------------
+
+
+class Receiver:
+    """An in-process callback target: records every POST it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, httpx.Headers, bytes]] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = httpx.Headers([(k.decode(), v.decode()) for k, v in scope["headers"]])
+        self.received.append((scope["path"], headers, body))
+        self.arrived.set()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+def receiver(sandbox_state: SandboxState) -> Receiver:
+    target = Receiver()
+    sandbox_state.store("callbacks")["transport"] = httpx.ASGITransport(app=target)
+    return target
+
+
+@pytest.mark.parametrize("creds", [CREDS, V3], ids=["v2", "v3"])
+async def test_registered_endpoint_gets_a_signed_completion_event(
+    heygen: HeyGen, fast_jobs: SandboxState, receiver: Receiver, creds: dict[str, str]
+) -> None:
+    endpoint = await heygen.register_webhook(creds, {"url": "https://hooks.test/hooks/heygen"})
+    assert endpoint.secret.startswith("whsec_")
+
+    job = await heygen.send_data(creds, render(callback_id="run-9"))
+    await receiver.wait_for(1)
+
+    path, headers, body = receiver.received[0]
+    assert path == "/hooks/heygen"
+    update = handle_render_callback("heygen", headers, body, secrets={"heygen": endpoint.secret})
+    assert (update.id, update.status) == (job.id, JobStatus.SUCCEEDED)
+    assert update.raw["event_data"]["callback_id"] == "run-9"
+    polled = await heygen.get_job(creds, job.id)
+    assert update.result_url == polled.result_url
+    with pytest.raises(CallbackRejected):
+        handle_render_callback("heygen", headers, body, secrets={"heygen": "whsec_other"})
+
+
+async def test_render_callback_url_also_gets_the_event_and_failures_say_why(
+    heygen: HeyGen, fast_jobs: SandboxState, receiver: Receiver
+) -> None:
+    endpoint = await heygen.register_webhook(CREDS, {"url": "https://hooks.test/hooks/heygen"})
+    await heygen.send_data(
+        CREDS, render("Will [fail].", callback_url="https://hooks.test/hooks/heygen")
+    )
+    await heygen.send_data(CREDS, render(callback_url="https://elsewhere.test/cb"))
+    await receiver.wait_for(3)
+    await asyncio.sleep(0.05)
+    assert len(receiver.received) == 3, "a registered URL given again is not sent twice"
+
+    by_path: dict[str, list[tuple[httpx.Headers, bytes]]] = {}
+    for path, headers, body in receiver.received:
+        by_path.setdefault(path, []).append((headers, body))
+    failed = [
+        handle_render_callback("heygen", h, b, secrets={"heygen": endpoint.secret})
+        for h, b in by_path["/hooks/heygen"]
+    ]
+    assert {j.status for j in failed} == {JobStatus.SUCCEEDED, JobStatus.FAILED}
+    reason = next(j.failure_reason for j in failed if j.status is JobStatus.FAILED)
+    assert reason is not None
+    assert "Invalid text detected" in reason
+    [(unregistered_headers, _)] = by_path["/cb"]
+    assert emulator.SIGNATURE_HEADER not in unregistered_headers, "no endpoint, no secret"
+
+
+async def test_expired_result_urls_are_refused_until_re_signed(
+    heygen: HeyGen, fast_jobs: SandboxState, sandbox_client: httpx.AsyncClient
+) -> None:
+    fast_jobs.store(IDENTIFIER)["url_ttl_seconds"] = 0.0
+    job = await heygen.send_data(CREDS, render())
+    done = await heygen.wait_for_job(CREDS, job.id)
+    assert done.result_url is not None
+    assert "expires=" in done.result_url
+    expired = await sandbox_client.get(done.result_url)
+    assert expired.status_code == 403
+
+    fast_jobs.store(IDENTIFIER)["url_ttl_seconds"] = 60.0
+    fresh = await heygen.get_job(CREDS, job.id)
+    assert fresh.result_url != done.result_url
+    assert (await sandbox_client.get(fresh.result_url or "")).status_code == 200

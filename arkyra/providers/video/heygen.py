@@ -1,6 +1,14 @@
-"""HeyGen: avatar and talking-photo videos through the legacy v1/v2 API.
+"""HeyGen: avatar, photo-avatar and talking-photo videos through API v2 (legacy) or v3.
 
 Contract: ``reference/provider-contracts-media-automation.md`` section 1.
+
+The API version is a per-connection choice: the optional credential field ``api_version``
+(``"v2"``, the default, or ``"v3"``); see :meth:`HeyGen.api_version`. Both speak ``X-Api-Key``.
+
+v3 (HeyGen's current API) uses ``GET /v3/users/me``, ``GET /v3/avatars`` and ``GET /v3/voices``
+(cursor pages: ``limit`` + ``token``, answered with ``has_more`` + ``next_token``), ``POST
+/v3/videos``, ``GET /v3/videos/{id}`` and ``POST /v3/webhooks/endpoints``; its errors are
+``{error: {code, message, param, doc_url}}``.
 
 - Auth is the ``X-Api-Key`` header.
 - Identity is ``GET /v1/user/me``. Keys without the ``user:read`` scope are refused there
@@ -21,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -35,8 +44,10 @@ from arkyra.errors import (
     RateLimited,
     Transient,
 )
+from arkyra.http.paginate import CursorPaginator
 from arkyra.providers.base import (
     AccountInfo,
+    CredentialField,
     ExposedInput,
     ThirdPartyProvider,
     api_key_field,
@@ -46,6 +57,16 @@ from arkyra.providers.base import (
 from arkyra.providers.jobs import JobStatus, RenderJob, poll_job
 
 AUTH_HEADER = "X-Api-Key"
+
+ApiVersion = Literal["v2", "v3"]
+API_VERSIONS: tuple[ApiVersion, ...] = ("v2", "v3")
+DEFAULT_API_VERSION: ApiVersion = "v2"
+
+#: v3 list pages: HeyGen allows 1-50 avatars per page; we ask for the most.
+V3_PAGE_SIZE = 50
+
+#: Webhook events that end an avatar video.
+VIDEO_EVENTS = ("avatar_video.success", "avatar_video.fail")
 
 #: Legacy bodies carry ``code: 100`` on success.
 LEGACY_SUCCESS_CODE = 100
@@ -141,6 +162,15 @@ class HeyGenVideoRequest(BaseModel):
     title: str | None = Field(default=None, max_length=500)
     caption: bool | None = None
     callback_id: str | None = Field(default=None, max_length=500)
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://\S+$",
+        description=(
+            "Where HeyGen POSTs the completion event; sent as callback_url as HeyGen's n8n "
+            "node does (UNCONFIRMED in the v2 docs)."
+        ),
+    )
     test: bool | None = None
 
     @model_validator(mode="after")
@@ -178,10 +208,44 @@ class HeyGenVideoRequest(BaseModel):
             "title": self.title,
             "caption": self.caption,
             "callback_id": self.callback_id,
+            "callback_url": self.callback_url,
             "test": self.test,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         return body
+
+    def to_v3_body(self) -> dict[str, Any]:
+        """The ``POST /v3/videos`` body: one flat object, optional fields only when given.
+
+        Field names follow HeyGen's own n8n node (v3). v3 renders every kind of character
+        (studio avatars, photo avatars, talking photos) from an ``avatar_id`` look id, so a
+        talking photo id goes there too (UNCONFIRMED for legacy talking-photo ids).
+        """
+        body: dict[str, Any] = {
+            "type": "avatar",
+            "avatar_id": self.avatar_id or self.talking_photo_id,
+            "script": self.script,
+            "voice_id": self.voice_id,
+        }
+        if self.speed is not None:
+            body["voice_settings"] = {"speed": self.speed}
+        if self.background_color is not None:
+            body["background"] = {"type": "color", "value": self.background_color}
+        if self.width is not None and self.height is not None:
+            body["aspect_ratio"] = "9:16" if self.height > self.width else "16:9"
+            body["resolution"] = "1080p" if min(self.width, self.height) >= 1080 else "720p"
+        optional = {
+            "title": self.title,
+            "enable_caption": self.caption,
+            "callback_id": self.callback_id,
+            "callback_url": self.callback_url,
+            "test": self.test,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        return body
+
+
+AvatarKind = Literal["avatar", "talking_photo", "photo_avatar"]
 
 
 class AvatarsInput(ExposedInput):
@@ -189,7 +253,10 @@ class AvatarsInput(ExposedInput):
 
     gender: str | None = Field(default=None, max_length=20)
     search: str | None = Field(default=None, max_length=200, description="In name or id.")
-    kind: Literal["avatar", "talking_photo"] | None = None
+    kind: AvatarKind | None = None
+    include_public: bool = Field(
+        default=True, description="List HeyGen's public (stock) avatars too; False: yours only."
+    )
 
 
 class Avatar(BaseModel):
@@ -197,11 +264,13 @@ class Avatar(BaseModel):
 
     id: str
     name: str
-    kind: Literal["avatar", "talking_photo"]
+    kind: AvatarKind
     gender: str | None = None
     preview_image_url: str | None = None
     preview_video_url: str | None = None
     premium: bool = False
+    public: bool | None = Field(default=None, description="A HeyGen stock avatar (None: unknown).")
+    default_voice_id: str | None = None
 
 
 class VoicesInput(ExposedInput):
@@ -230,6 +299,27 @@ class HeyGenProblem:
 
     code: int | str | None
     message: str
+    param: str | None = None
+    doc_url: str | None = None
+
+
+class WebhookEndpoint(BaseModel):
+    """A registered HeyGen webhook endpoint; ``secret`` signs every event (shown only once)."""
+
+    id: str
+    url: str
+    secret: str = Field(repr=False)
+    events: list[str] = Field(default_factory=list)
+    status: str | None = None
+
+
+class WebhookInput(BaseModel):
+    """What to register: an https URL and the events to send there (default: video done)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2000)
+    events: list[str] = Field(default_factory=lambda: list(VIDEO_EVENTS))
 
 
 def _normal_code(raw: Any) -> int | str | None:
@@ -260,7 +350,12 @@ def read_problem(response: httpx.Response) -> HeyGenProblem | None:
     error = body.get("error")
     if isinstance(error, dict) and error:
         message = error.get("message") or error.get("detail") or "error"
-        return HeyGenProblem(_normal_code(error.get("code")), str(message))
+        return HeyGenProblem(
+            _normal_code(error.get("code")),
+            str(message),
+            param=_text(error.get("param")),
+            doc_url=_text(error.get("doc_url")),
+        )
     if isinstance(error, str) and error:
         return HeyGenProblem(_normal_code(body.get("code")), error)
     code = _normal_code(body.get("code"))
@@ -296,30 +391,59 @@ def is_missing_scope(exc: ProviderError) -> bool:
 @third_party(
     identifier="heygen",
     title="HeyGen",
-    description="AI avatar and talking-photo videos from a script (HeyGen API v1/v2).",
+    description="AI avatar, photo-avatar and talking-photo videos from a script (API v2 or v3).",
     category="video",
-    fields=[api_key_field(help="HeyGen > Settings > API. Sent as the X-Api-Key header.")],
+    fields=[
+        api_key_field(help="HeyGen > Settings > API. Sent as the X-Api-Key header."),
+        CredentialField(
+            "api_version",
+            "API version",
+            "select",
+            required=False,
+            options=API_VERSIONS,
+            # No stored default: credentials saved without it keep meaning v2 (api_version()).
+            help="v2: the legacy API (used when empty). v3: HeyGen's current API.",
+        ),
+    ],
 )
 class HeyGen(ThirdPartyProvider):
-    """HeyGen client: identity, renders, job polling, avatar and voice catalogues."""
+    """HeyGen client: identity, renders, job polling, avatar and voice catalogues, webhooks."""
 
     default_base_url = "https://api.heygen.com"
 
-    # -- auth ------------------------------------------------------------------------------
+    # -- auth and version ------------------------------------------------------------------
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         return {AUTH_HEADER: _api_key(credentials, self.identifier)}
 
+    @staticmethod
+    def api_version(credentials: Mapping[str, str]) -> ApiVersion:
+        """The connection's API version: the ``api_version`` field, ``"v2"`` when absent."""
+        raw = credentials.get("api_version")
+        value = raw.strip().lower() if isinstance(raw, str) and raw.strip() else DEFAULT_API_VERSION
+        if value == "v2":
+            return "v2"
+        if value == "v3":
+            return "v3"
+        raise InvalidInput(
+            "unknown HeyGen API version",
+            {"api_version": f"must be one of: {', '.join(API_VERSIONS)}"},
+        )
+
     # -- contract --------------------------------------------------------------------------
 
     async def check_connection(self, credentials: Mapping[str, str]) -> AccountInfo:
-        """Identify the account; keys without ``user:read`` are proved by the quota call."""
+        """Identify the account; keys without ``user:read`` are proved by another cheap call."""
+        v3 = self.api_version(credentials) == "v3"
         try:
-            body = await self.get_json("/v1/user/me", credentials)
+            body = await self.get_json("/v3/users/me" if v3 else "/v1/user/me", credentials)
         except InvalidCredentials as exc:
             if not is_missing_scope(exc):
                 raise
-            await self.get_json("/v2/user/remaining_quota", credentials)
+            if v3:
+                await self.get_json("/v3/avatars", credentials, params={"limit": 1})
+            else:
+                await self.get_json("/v2/user/remaining_quota", credentials)
             return self._anonymous_account(credentials)
         account = account_from_user(_data(body))
         return account or self._anonymous_account(credentials)
@@ -333,8 +457,11 @@ class HeyGen(ThirdPartyProvider):
         (connection refused, 429); see ``ThirdPartyProvider.request``.
         """
         video = coerce_video_request(data)
-        body = await self.post_json("/v2/video/generate", credentials, video.to_body())
-        video_id = _data(body).get("video_id")
+        if self.api_version(credentials) == "v3":
+            body = await self.post_json("/v3/videos", credentials, video.to_v3_body())
+        else:
+            body = await self.post_json("/v2/video/generate", credentials, video.to_body())
+        video_id = _data(body).get("video_id") or _data(body).get("id")
         if not isinstance(video_id, str) or not video_id:
             # Not retried and not a fallback case: HeyGen may have started (and billed) it.
             raise ProviderError(
@@ -347,13 +474,17 @@ class HeyGen(ThirdPartyProvider):
     # -- jobs ------------------------------------------------------------------------------
 
     async def get_job(self, credentials: Mapping[str, str], job_id: str) -> RenderJob:
-        """The render's current state from ``GET /v1/video_status.get``."""
+        """The render's current state (``/v1/video_status.get`` or ``/v3/videos/{id}``)."""
         if not job_id or not job_id.strip():
             raise InvalidInput("a HeyGen video id is required", {"job_id": "required"})
-        body = await self.get_json(
-            "/v1/video_status.get", credentials, params={"video_id": job_id.strip()}
-        )
-        return job_from_status(_data(body), job_id=job_id.strip(), provider=self.identifier)
+        video_id = job_id.strip()
+        if self.api_version(credentials) == "v3":
+            body = await self.get_json(f"/v3/videos/{quote(video_id, safe='')}", credentials)
+        else:
+            body = await self.get_json(
+                "/v1/video_status.get", credentials, params={"video_id": video_id}
+            )
+        return job_from_status(_data(body), job_id=video_id, provider=self.identifier)
 
     async def wait_for_job(
         self,
@@ -378,22 +509,69 @@ class HeyGen(ThirdPartyProvider):
             on_update=on_update,
         )
 
+    # -- webhooks --------------------------------------------------------------------------
+
+    async def register_webhook(
+        self, credentials: Mapping[str, str], endpoint: WebhookInput | Mapping[str, Any]
+    ) -> WebhookEndpoint:
+        """Register a URL for completion events; keep the returned ``secret`` (shown once).
+
+        v2: ``POST /v1/webhook/endpoint.add``; v3: ``POST /v3/webhooks/endpoints``.
+        """
+        spec = endpoint if isinstance(endpoint, WebhookInput) else _webhook_input(endpoint)
+        path = (
+            "/v3/webhooks/endpoints"
+            if self.api_version(credentials) == "v3"
+            else "/v1/webhook/endpoint.add"
+        )
+        body = await self.post_json(path, credentials, spec.model_dump())
+        return webhook_endpoint_from(_data(body), provider=self.identifier)
+
     # -- exposed functions -----------------------------------------------------------------
 
     @expose
     async def avatars(self, credentials: Mapping[str, str], params: AvatarsInput) -> list[Avatar]:
-        """Avatars and talking photos (``kind`` tells them apart), optionally filtered."""
-        data = _data(await self.get_json("/v2/avatars", credentials))
-        found = [avatar_from_vendor(item) for item in _list(data, "avatars")]
-        found += [talking_photo_from_vendor(item) for item in _list(data, "talking_photos")]
+        """Avatars, photo avatars and talking photos (``kind`` tells them apart), filtered.
+
+        Public (stock) avatars are included unless ``include_public`` is false.
+        """
+        if self.api_version(credentials) == "v3":
+            query = {} if params.include_public else {"ownership": "private"}
+            items = await self._v3_items("/v3/avatars", credentials, query)
+            found = [avatar_from_v3(item) for item in items]
+        else:
+            data = _data(await self.get_json("/v2/avatars", credentials))
+            found = [avatar_from_vendor(item) for item in _list(data, "avatars")]
+            found += [talking_photo_from_vendor(item) for item in _list(data, "talking_photos")]
         return [a for a in found if a is not None and _avatar_matches(a, params)]
 
     @expose
     async def voices(self, credentials: Mapping[str, str], params: VoicesInput) -> list[Voice]:
         """Voices, optionally filtered by language and gender."""
-        data = _data(await self.get_json("/v2/voices", credentials))
-        found = [voice_from_vendor(item) for item in _list(data, "voices")]
+        if self.api_version(credentials) == "v3":
+            items = await self._v3_items("/v3/voices", credentials, {})
+            found = [voice_from_vendor(item) for item in items]
+        else:
+            data = _data(await self.get_json("/v2/voices", credentials))
+            found = [voice_from_vendor(item) for item in _list(data, "voices")]
         return [v for v in found if v is not None and _voice_matches(v, params)]
+
+    async def _v3_items(
+        self, path: str, credentials: Mapping[str, str], query: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Every item of a v3 list, following ``next_token`` while ``has_more``."""
+
+        async def fetch(page: dict[str, Any]) -> Any:
+            params = {"limit": V3_PAGE_SIZE, **query, **page}
+            return await self.get_json(path, credentials, params=params)
+
+        paginator = CursorPaginator(
+            cursor_param="token",
+            next_cursor=_v3_next_token,
+            items=_v3_page_items,
+            max_pages=1000,
+        )
+        return await paginator.collect(fetch)
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -408,6 +586,8 @@ class HeyGen(ThirdPartyProvider):
         status = response.status_code
         problem = read_problem(response) or HeyGenProblem(None, _body_error_message(response))
         message = _redact(problem.message, response)
+        if problem.param:
+            message = f"{message} (param: {_redact(problem.param, response)[:100]})"
         kw: dict[str, Any] = {"provider": self.identifier, "status": status, "code": problem.code}
         kind = classify_error(status, problem.code, message)
         if kind is None:
@@ -418,6 +598,8 @@ class HeyGen(ThirdPartyProvider):
             error = kind(message, **kw)
         if isinstance(error, InvalidCredentials):
             error.details["missing_scope"] = lacks_permission(status, problem.code, message)
+        if problem.doc_url:
+            error.details["doc_url"] = problem.doc_url
         return error
 
     # -- helpers ---------------------------------------------------------------------------
@@ -506,16 +688,22 @@ def account_from_user(user: Mapping[str, Any]) -> AccountInfo | None:
 def job_from_status(
     data: Mapping[str, Any], *, job_id: str, provider: str, now: datetime | None = None
 ) -> RenderJob:
-    """``/v1/video_status.get`` data -> RenderJob; unknown statuses count as running."""
+    """Status data (``/v1/video_status.get`` or ``/v3/videos/{id}``) -> RenderJob.
+
+    Unknown statuses count as running. A v3 failure may come as ``failure_code`` and
+    ``failure_message`` instead of an ``error`` object (UNCONFIRMED); both are read.
+    """
     vendor_status = (_text(data.get("status")) or "").lower()
     status = VENDOR_STATUS.get(vendor_status, JobStatus.RUNNING)
     result_url = _text(data.get("video_url")) if status is JobStatus.SUCCEEDED else None
     issued = now or datetime.now(UTC)
     error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    if not error and (data.get("failure_message") or data.get("failure_code")):
+        error = {"message": data.get("failure_message"), "code": data.get("failure_code")}
     duration = data.get("duration")
     return RenderJob(
         provider=provider,
-        id=_text(data.get("id")) or job_id,
+        id=_text(data.get("id")) or _text(data.get("video_id")) or job_id,
         status=status,
         vendor_status=vendor_status,
         progress=1.0 if status is JobStatus.SUCCEEDED else None,
@@ -554,6 +742,74 @@ def avatar_from_vendor(item: Mapping[str, Any]) -> Avatar | None:
         preview_image_url=_text(item.get("preview_image_url")),
         preview_video_url=_text(item.get("preview_video_url")),
         premium=item.get("premium") is True,
+        public=item.get("is_public") if isinstance(item.get("is_public"), bool) else None,
+    )
+
+
+def avatar_from_v3(item: Mapping[str, Any]) -> Avatar | None:
+    """A ``GET /v3/avatars`` item -> Avatar.
+
+    ``avatar_type`` (``studio_avatar``, ``photo_avatar``, ``talking_photo``) and ``ownership``
+    are read when present (UNCONFIRMED on groups); without them it is a plain avatar.
+    """
+    avatar_id = _text(item.get("id")) or _text(item.get("avatar_id"))
+    if avatar_id is None:
+        return None
+    kinds: dict[str, AvatarKind] = {
+        "photo_avatar": "photo_avatar",
+        "talking_photo": "talking_photo",
+    }
+    ownership = (_text(item.get("ownership")) or "").lower()
+    public = item.get("is_public")
+    return Avatar(
+        id=avatar_id,
+        name=_text(item.get("name")) or avatar_id,
+        kind=kinds.get((_text(item.get("avatar_type")) or "").lower(), "avatar"),
+        gender=_text(item.get("gender")),
+        preview_image_url=_text(item.get("preview_image_url")),
+        preview_video_url=_text(item.get("preview_video_url")),
+        premium=item.get("premium") is True,
+        public=public
+        if isinstance(public, bool)
+        else ({"public": True, "private": False}.get(ownership)),
+        default_voice_id=_text(item.get("default_voice_id")),
+    )
+
+
+def _v3_page_items(body: Any) -> list[dict[str, Any]]:
+    data = body.get("data") if isinstance(body, dict) else None
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+def _v3_next_token(body: Any) -> str | None:
+    if not isinstance(body, dict) or body.get("has_more") is not True:
+        return None
+    return _text(body.get("next_token"))
+
+
+def _webhook_input(data: Mapping[str, Any]) -> WebhookInput:
+    try:
+        return WebhookInput.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = {".".join(map(str, e["loc"])) or "input": e["msg"] for e in exc.errors()}
+        raise InvalidInput("invalid HeyGen webhook endpoint", errors) from None
+
+
+def webhook_endpoint_from(data: Mapping[str, Any], *, provider: str) -> WebhookEndpoint:
+    """The endpoint HeyGen registered; without an id or a secret it is useless to us."""
+    endpoint_id = _text(data.get("endpoint_id")) or _text(data.get("id"))
+    secret = _text(data.get("secret"))
+    if endpoint_id is None or secret is None:
+        raise ProviderError(
+            "registered the webhook but returned no id or secret", provider=provider
+        )
+    events = data.get("events")
+    return WebhookEndpoint(
+        id=endpoint_id,
+        url=_text(data.get("url")) or "",
+        secret=secret,
+        events=[str(e) for e in events] if isinstance(events, list) else [],
+        status=_text(data.get("status")),
     )
 
 
@@ -578,7 +834,7 @@ def voice_from_vendor(item: Mapping[str, Any]) -> Voice | None:
         name=_text(item.get("name")) or voice_id,
         language=_text(item.get("language")),
         gender=_text(item.get("gender")),
-        preview_audio_url=_text(item.get("preview_audio")),
+        preview_audio_url=_text(item.get("preview_audio")) or _text(item.get("preview_audio_url")),
         supports_pause=item.get("support_pause") is True,
         supports_emotion=item.get("emotion_support") is True,
     )
@@ -593,6 +849,8 @@ def _same(wanted: str | None, actual: str | None) -> bool:
 
 def _avatar_matches(avatar: Avatar, params: AvatarsInput) -> bool:
     if params.kind is not None and avatar.kind != params.kind:
+        return False
+    if not params.include_public and avatar.public is True:
         return False
     if not _same(params.gender, avatar.gender):
         return False

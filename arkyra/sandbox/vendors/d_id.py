@@ -3,12 +3,16 @@
 Follows ``reference/provider-contracts-media-automation.md`` section 3. A key starting with
 ``invalid`` gets 401. Every talk or clip costs one credit (402 when none is left); a script with
 ``[reject]`` is refused with 451, one with ``[fail]`` ends in ``error``.
+
+A ``webhook`` URL on a talk or clip gets the final talk/clip object POSTed to it, unsigned (D-ID
+documents no signature). Results are served at ``GET /results/{id}.mp4`` once done.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 import uuid
 from http import HTTPStatus
@@ -18,11 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from arkyra.sandbox import callbacks
 from arkyra.sandbox.state import SandboxJob, SandboxState
 
 IDENTIFIER = "d-id"
 REJECTED_KEY_PREFIX = "invalid"
 STARTING_CREDITS = 20
+FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00\x00\x00\x08free"
 PHASE_STATUS = {
     "queued": "created",
     "running": "started",
@@ -210,7 +216,11 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             object=obj,
             created_at=created_at,
             user_data=body.get("user_data"),
+            base_url=base_url(request),
         )
+        webhook = body.get("webhook")
+        if isinstance(webhook, str) and webhook:
+            callbacks.schedule(state, IDENTIFIER, job, webhook, _final_object)
         return JSONResponse(
             {"id": job.id, "object": obj, "created_at": created_at, "status": "created"},
             status_code=201,
@@ -251,7 +261,16 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         provider = request.query_params.get("provider")
         return JSONResponse([v for v in VOICES if provider in (None, v["provider"])])
 
+    async def result(request: Request) -> Response:
+        """The file behind ``result_url`` (a pre-signed S3 URL in real life: no auth)."""
+        job = state.job(IDENTIFIER, request.path_params["job_id"])
+        if job is None or job.phase() != "succeeded":
+            body = "<Error><Code>NoSuchKey</Code></Error>"
+            return Response(body, status_code=404, media_type="application/xml")
+        return Response(FAKE_MP4, media_type="video/mp4")
+
     return [
+        Route("/results/{job_id}.mp4", result, methods=["GET"]),
         Route("/credits", get_credits, methods=["GET"]),
         Route("/talks", create_talk, methods=["POST"]),
         Route("/talks/{job_id}", get_job, methods=["GET"]),
@@ -260,3 +279,8 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         Route("/clips/{job_id}", get_job, methods=["GET"]),
         Route("/tts/voices", list_voices, methods=["GET"]),
     ]
+
+
+def _final_object(job: SandboxJob) -> tuple[bytes, dict[str, str]]:
+    """The webhook body: the talk or clip as ``GET`` shows it once final; no signature."""
+    return json.dumps(_talk(job, job.data["base_url"])).encode(), {}

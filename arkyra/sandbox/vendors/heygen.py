@@ -1,4 +1,4 @@
-"""HeyGen emulator: the legacy v1/v2 routes the HeyGen provider uses, with HeyGen's own shapes.
+"""HeyGen emulator: the legacy v1/v2 routes and the v3 routes, with HeyGen's own shapes.
 
 Follows ``reference/provider-contracts-media-automation.md`` section 1, not the client:
 
@@ -10,7 +10,19 @@ Follows ``reference/provider-contracts-media-automation.md`` section 1, not the 
 - Result URLs point at ``GET /heygen/media/{video_id}.mp4`` (a tiny fake MP4, no auth: real
   HeyGen result URLs are pre-signed).
 
-Error bodies: legacy routes answer ``{code, message}``; v2 routes ``{data: null, error: {...}}``.
+- v3: ``GET /v3/users/me``, ``GET /v3/avatars`` (public studio avatars, private photo avatars
+  and talking photos; ``ownership`` filter; ``limit``/``token`` pages with ``has_more`` and
+  ``next_token``), ``GET /v3/voices`` (paged), ``POST /v3/videos``, ``GET /v3/videos/{id}``.
+- Webhooks: ``POST /v1/webhook/endpoint.add`` and ``POST /v3/webhooks/endpoints`` register a URL
+  for the key and return its ``secret``. When a render ends, every endpoint of the key gets
+  ``{event_type: "avatar_video.success"|"avatar_video.fail", event_data: {...}}`` signed with
+  ``X-HeyGen-Signature`` (hex HMAC-SHA256 of the raw body under the endpoint secret); a render's
+  own ``callback_url`` gets the same event, signed when it is a registered endpoint's URL.
+- ``state.store("heygen")["url_ttl_seconds"]``: when set, result URLs carry ``expires`` and
+  answer 403 (like an expired pre-signed URL) once past it; re-polling re-signs them.
+
+Error bodies: legacy routes answer ``{code, message}``; v2 routes ``{data: null, error: {...}}``;
+v3 routes ``{error: {code, message, param, doc_url}}``.
 The 401 shapes (legacy code 40009; v2 code ``internal_error`` with "Unauthorized") and the
 "missing user-read" refusal follow what HeyGen users report; their exact status is UNCONFIRMED
 (403 here, which is what the v3 docs give for a valid key without permission).
@@ -19,6 +31,9 @@ The 401 shapes (legacy code 40009; v2 code ``internal_error`` with "Unauthorized
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
+import secrets
 import time
 from typing import Any
 
@@ -26,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from arkyra.sandbox import callbacks
 from arkyra.sandbox.state import SandboxJob, SandboxState
 
 IDENTIFIER = "heygen"
@@ -52,6 +68,16 @@ AVATARS: tuple[dict[str, Any], ...] = (
      "gender": "male", "premium": False},
     {"avatar_id": "Kenji_sitting_public", "avatar_name": "Kenji Sitting",
      "gender": "male", "premium": True},
+)  # fmt: skip
+
+SIGNATURE_HEADER = "X-HeyGen-Signature"
+DOC_URL = "https://developers.heygen.com/docs/error-codes"
+
+PHOTO_AVATARS: tuple[dict[str, Any], ...] = (
+    {"photo_avatar_id": "pa_3c9d8e7f6a5b", "photo_avatar_name": "Team Lead Photo Avatar",
+     "gender": "female"},
+    {"photo_avatar_id": "pa_4d0e9f8a7b6c", "photo_avatar_name": "Host Photo Avatar",
+     "gender": "male"},
 )  # fmt: skip
 
 TALKING_PHOTOS: tuple[dict[str, Any], ...] = (
@@ -108,6 +134,17 @@ def legacy_ok(data: Any) -> JSONResponse:
 
 def v2_ok(data: Any) -> JSONResponse:
     return JSONResponse({"error": None, "data": data})
+
+
+def v3_error(status: int, code: str, message: str, param: str | None = None) -> JSONResponse:
+    """The v3 shape: ``{error: {code, message, param, doc_url}}``."""
+    error = {"code": code, "message": message, "param": param, "doc_url": DOC_URL}
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """HeyGen's webhook signature: hex HMAC-SHA256 of the raw body under the endpoint secret."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def error_response(kind: str, status: int, retry_after: float | None) -> Response:
@@ -189,7 +226,8 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         return v2_ok({"voices": listed})
 
     async def generate(request: Request) -> Response:
-        if _api_key(request) is None:
+        key = _api_key(request)
+        if key is None:
             return unauthorized(legacy=False)
         try:
             body = await request.json()
@@ -198,9 +236,14 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         problem, script = _check_generate(body)
         if problem:
             return v2_error(400, "invalid_parameter", problem)
+        video_id = start(request, key, body, script, "paid POST /v2/video/generate")
+        return v2_ok({"video_id": video_id})
+
+    def start(request: Request, key: str, body: dict[str, Any], script: str, route: str) -> str:
+        """Start a paid, clock-driven render and schedule its completion callbacks."""
         video_id = f"{state.rng.getrandbits(128):032x}"  # seeded state -> reproducible ids
-        state.count(IDENTIFIER, "paid POST /v2/video/generate", paid=True)
-        state.new_job(
+        state.count(IDENTIFIER, route, paid=True)
+        job = state.new_job(
             IDENTIFIER,
             video_id,
             fail=FAIL_MARKER in script,
@@ -209,8 +252,10 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             title=body.get("title"),
             words=len(script.split()),
             created_at=int(time.time()),
+            media_root=_media_root(request),
         )
-        return v2_ok({"video_id": video_id})
+        _schedule_callbacks(state, key, job, body.get("callback_url"))
+        return video_id
 
     async def video_status(request: Request) -> Response:
         if _api_key(request) is None:
@@ -221,7 +266,78 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         job = state.job(IDENTIFIER, video_id)
         if job is None:
             return legacy_error(404, 40031, "Invalid video id")
-        return legacy_ok(_status_data(request, job))
+        return legacy_ok(_status_data(state, job))
+
+    async def add_endpoint_v1(request: Request) -> Response:
+        key = _api_key(request)
+        if key is None:
+            return unauthorized(legacy=False)
+        endpoint, problem = await _register(state, key, request)
+        if problem:
+            return v2_error(400, "invalid_parameter", problem)
+        return v2_ok({**endpoint, "username": _account(key)["username"]})
+
+    # -- v3 ------------------------------------------------------------------------------
+
+    async def users_me_v3(request: Request) -> Response:
+        key = _api_key(request)
+        if key is None:
+            return v3_error(401, "unauthorized", "Invalid API key")
+        if key.startswith(NO_SCOPE_KEY_PREFIX):
+            return v3_error(403, "forbidden", "missing user-read to execute this operation.")
+        return JSONResponse({"data": {**_account(key), "billing_type": "api"}})
+
+    async def avatars_v3(request: Request) -> Response:
+        if _api_key(request) is None:
+            return v3_error(401, "unauthorized", "Invalid API key")
+        ownership = request.query_params.get("ownership")
+        if ownership not in (None, "public", "private"):
+            return v3_error(400, "invalid_parameter", "must be public or private", "ownership")
+        items = [a for a in _v3_avatars(request) if ownership in (None, a["ownership"])]
+        return _v3_page(request, items)
+
+    async def voices_v3(request: Request) -> Response:
+        if _api_key(request) is None:
+            return v3_error(401, "unauthorized", "Invalid API key")
+        listed = [
+            {**v, "preview_audio_url": _media_url(request, v["voice_id"], "mp3")} for v in VOICES
+        ]
+        return _v3_page(request, listed)
+
+    async def create_video_v3(request: Request) -> Response:
+        key = _api_key(request)
+        if key is None:
+            return v3_error(401, "unauthorized", "Invalid API key")
+        try:
+            body = await request.json()
+        except ValueError:
+            return v3_error(400, "invalid_parameter", "request body is not valid JSON")
+        problem, param = _check_v3_video(body)
+        if problem:
+            return v3_error(400, "invalid_parameter", problem, param)
+        video_id = start(request, key, body, str(body["script"]), "paid POST /v3/videos")
+        return JSONResponse({"data": {"video_id": video_id}})
+
+    async def get_video_v3(request: Request) -> Response:
+        if _api_key(request) is None:
+            return v3_error(401, "unauthorized", "Invalid API key")
+        job = state.job(IDENTIFIER, request.path_params["video_id"])
+        if job is None:
+            return v3_error(404, "not_found", "Video not found", "video_id")
+        data = _status_data(state, job)
+        error = data.pop("error")
+        data["failure_code"] = str(error["code"]) if error else None
+        data["failure_message"] = error["message"] if error else None
+        return JSONResponse({"data": data})
+
+    async def add_endpoint_v3(request: Request) -> Response:
+        key = _api_key(request)
+        if key is None:
+            return v3_error(401, "unauthorized", "Invalid API key")
+        endpoint, problem = await _register(state, key, request)
+        if problem:
+            return v3_error(400, "invalid_parameter", problem, "url")
+        return JSONResponse({"data": endpoint})
 
     async def media(request: Request) -> Response:
         video_id = request.path_params["video_id"]
@@ -235,6 +351,8 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         preview = any(a["avatar_id"] == video_id for a in AVATARS)
         if suffix != "mp4" or not (rendered or preview):
             return Response("Not Found", status_code=404, media_type="text/plain")
+        if rendered and _expired(request):
+            return Response(EXPIRED_XML, status_code=403, media_type="application/xml")
         return Response(FAKE_MP4, media_type="video/mp4")
 
     return [
@@ -245,6 +363,13 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         Route("/v2/video/generate", generate, methods=["POST"]),
         Route("/v1/video_status.get", video_status, methods=["GET"]),
         Route("/media/{video_id}.{suffix}", media, methods=["GET"]),
+        Route("/v1/webhook/endpoint.add", add_endpoint_v1, methods=["POST"]),
+        Route("/v3/users/me", users_me_v3, methods=["GET"]),
+        Route("/v3/avatars", avatars_v3, methods=["GET"]),
+        Route("/v3/voices", voices_v3, methods=["GET"]),
+        Route("/v3/videos", create_video_v3, methods=["POST"]),
+        Route("/v3/videos/{video_id}", get_video_v3, methods=["GET"]),
+        Route("/v3/webhooks/endpoints", add_endpoint_v3, methods=["POST"]),
     ]
 
 
@@ -317,15 +442,15 @@ def _check_voice(voice: Any) -> str | None:
     return None
 
 
-def _status_data(request: Request, job: SandboxJob) -> dict[str, Any]:
+def _status_data(state: SandboxState, job: SandboxJob) -> dict[str, Any]:
     """The ``data`` of ``/v1/video_status.get`` for a job in its current phase."""
     status = PHASE_STATUS[job.phase()]
     done = status == "completed"
     return {
         "id": job.id,
         "status": status,
-        "video_url": _media_url(request, job.id, "mp4") if done else None,
-        "thumbnail_url": _media_url(request, job.id, "jpg") if done else None,
+        "video_url": _signed_video_url(state, job) if done else None,
+        "thumbnail_url": f"{job.data['media_root']}/{job.id}.jpg" if done else None,
         "gif_url": None,
         "caption_url": None,
         "video_url_caption": None,
@@ -348,3 +473,165 @@ def _job_error(job: SandboxJob) -> dict[str, Any]:
         "message": "Video rendering failed",
         "detail": "The sandbox failed this render (job_failure_rate).",
     }
+
+
+# -- v3, webhooks and expiring URLs -----------------------------------------------------------
+
+EXPIRED_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    "<Message>Request has expired</Message></Error>"
+)
+
+
+def _media_root(request: Request) -> str:
+    """``<scheme>://<host>/heygen/media``, as the client reached this emulator."""
+    root = request.scope.get("root_path", "")
+    return str(request.url.replace(path=f"{root}/media", query="")).rstrip("/")
+
+
+def _signed_video_url(state: SandboxState, job: SandboxJob) -> str:
+    """The result URL; with ``url_ttl_seconds`` set it carries an ``expires`` time."""
+    url = f"{job.data['media_root']}/{job.id}.mp4"
+    ttl = state.store(IDENTIFIER).get("url_ttl_seconds")
+    if ttl is None:
+        return url
+    return f"{url}?expires={time.time() + float(ttl):.3f}&signature=sandbox"
+
+
+def _expired(request: Request) -> bool:
+    raw = request.query_params.get("expires")
+    try:
+        return raw is not None and float(raw) < time.time()
+    except ValueError:
+        return True
+
+
+def _v3_avatars(request: Request) -> list[dict[str, Any]]:
+    """Studio avatars (public), photo avatars and talking photos (private), as v3 lists them."""
+    found = [
+        {"id": a["avatar_id"], "name": a["avatar_name"], "gender": a["gender"],
+         "avatar_type": "studio_avatar", "ownership": "public", "premium": a["premium"],
+         "preview_image_url": _media_url(request, a["avatar_id"], "jpg"),
+         "preview_video_url": _media_url(request, a["avatar_id"], "mp4"),
+         "looks_count": 1, "default_voice_id": VOICES[0]["voice_id"], "created_at": 1_700_000_000}
+        for a in AVATARS
+    ]  # fmt: skip
+    found += [
+        {"id": p["photo_avatar_id"], "name": p["photo_avatar_name"], "gender": p["gender"],
+         "avatar_type": "photo_avatar", "ownership": "private",
+         "preview_image_url": _media_url(request, p["photo_avatar_id"], "jpg"),
+         "preview_video_url": None, "looks_count": 1, "default_voice_id": None,
+         "created_at": 1_700_000_100}
+        for p in PHOTO_AVATARS
+    ]  # fmt: skip
+    found += [
+        {"id": p["talking_photo_id"], "name": p["talking_photo_name"], "gender": None,
+         "avatar_type": "talking_photo", "ownership": "private",
+         "preview_image_url": _media_url(request, p["talking_photo_id"], "jpg"),
+         "preview_video_url": None, "looks_count": 1, "default_voice_id": None,
+         "created_at": 1_700_000_200}
+        for p in TALKING_PHOTOS
+    ]  # fmt: skip
+    return found
+
+
+def _v3_page(request: Request, items: list[dict[str, Any]]) -> Response:
+    """One cursor page: ``limit`` 1-50 (default 20), ``token`` = the offset, opaque to clients."""
+    try:
+        limit = int(request.query_params.get("limit", 20))
+        offset = int(request.query_params.get("token") or 0)
+    except ValueError:
+        return v3_error(400, "invalid_parameter", "limit and token must be valid", "token")
+    if not 1 <= limit <= 50:
+        return v3_error(400, "invalid_parameter", "limit must be between 1 and 50", "limit")
+    chunk = items[offset : offset + limit]
+    more = offset + limit < len(items)
+    return JSONResponse(
+        {"data": chunk, "has_more": more, "next_token": str(offset + limit) if more else None}
+    )
+
+
+def _v3_character_ids() -> set[str]:
+    ids = {a["avatar_id"] for a in AVATARS}
+    ids |= {p["photo_avatar_id"] for p in PHOTO_AVATARS}
+    return ids | {p["talking_photo_id"] for p in TALKING_PHOTOS}
+
+
+def _check_v3_video(body: Any) -> tuple[str | None, str | None]:
+    """Validate a ``POST /v3/videos`` body; returns (problem, param)."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object", None
+    if body.get("avatar_id") not in _v3_character_ids():
+        return f"avatar {body.get('avatar_id')!r} not found", "avatar_id"
+    script = body.get("script")
+    if not isinstance(script, str) or not script.strip():
+        return "script is required", "script"
+    if body.get("voice_id") not in {v["voice_id"] for v in VOICES}:
+        return f"voice {body.get('voice_id')!r} not found", "voice_id"
+    speed = (body.get("voice_settings") or {}).get("speed")
+    if speed is not None and not (isinstance(speed, int | float) and 0.5 <= speed <= 1.5):
+        return "voice_settings.speed must be between 0.5 and 1.5", "voice_settings.speed"
+    if body.get("aspect_ratio") not in (None, "16:9", "9:16"):
+        return "aspect_ratio must be 16:9 or 9:16", "aspect_ratio"
+    return None, None
+
+
+async def _register(
+    state: SandboxState, key: str, request: Request
+) -> tuple[dict[str, Any], str | None]:
+    """Register a webhook endpoint for ``key``; returns (endpoint, problem)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}, "request body is not valid JSON"
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        return {}, "url must be an http(s) URL"
+    events = body.get("events")
+    endpoint = {
+        "endpoint_id": f"ep_{secrets.token_hex(8)}",
+        "url": url,
+        "events": events if isinstance(events, list) else None,
+        "status": "enabled",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "secret": f"whsec_{secrets.token_urlsafe(24)}",
+    }
+    endpoints: dict[str, list[dict[str, Any]]] = state.store(IDENTIFIER).setdefault("endpoints", {})
+    endpoints.setdefault(key, []).append(endpoint)
+    return endpoint, None
+
+
+def _schedule_callbacks(state: SandboxState, key: str, job: SandboxJob, callback_url: Any) -> None:
+    """Every endpoint registered for ``key``, plus the render's own ``callback_url``."""
+    registered = state.store(IDENTIFIER).get("endpoints", {}).get(key, [])
+    targets: dict[str, str | None] = {}
+    for endpoint in registered:
+        events = endpoint["events"]
+        if events is None or any(e.startswith("avatar_video.") for e in events):
+            targets[endpoint["url"]] = endpoint["secret"]
+    if isinstance(callback_url, str) and callback_url and callback_url not in targets:
+        targets[callback_url] = None
+    for url, secret in targets.items():
+        callbacks.schedule(state, IDENTIFIER, job, url, _event_payload(state, secret))
+
+
+def _event_payload(state: SandboxState, secret: str | None) -> callbacks.Payload:
+    def build(job: SandboxJob) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(completion_event(state, job)).encode()
+        return body, ({SIGNATURE_HEADER: sign(secret, body)} if secret else {})
+
+    return build
+
+
+def completion_event(state: SandboxState, job: SandboxJob) -> dict[str, Any]:
+    """``avatar_video.success`` with the result URL, or ``avatar_video.fail`` with the reason."""
+    data: dict[str, Any] = {"video_id": job.id, "callback_id": job.data.get("callback_id")}
+    if job.phase() == "succeeded":
+        data["url"] = _signed_video_url(state, job)
+        data["thumbnail_url"] = f"{job.data['media_root']}/{job.id}.jpg"
+        data["duration"] = round(max(1.0, job.data.get("words", 0) / 2.5), 3)
+        return {"event_type": "avatar_video.success", "event_data": data}
+    error = _job_error(job)
+    data["msg"] = f"{error['message']}: {error['detail']}"
+    data["error_code"] = error["code"]
+    return {"event_type": "avatar_video.fail", "event_data": data}

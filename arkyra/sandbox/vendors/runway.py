@@ -41,6 +41,10 @@ VOICES = [
 ]
 
 
+#: ``ftyp`` + ``free`` boxes: enough for a player to call it an MP4.
+FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00\x00\x00\x08free"
+
+
 def error_response(kind: str, status: int, retry_after: float | None) -> Response:
     """Runway's error body ``{error}``; a 429 carries ``retry-after-ms`` as the SDK reads it."""
     if kind == "rate_limit":
@@ -193,7 +197,15 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             body["nextCursor"] = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
         return JSONResponse(body)
 
+    async def output(request: Request) -> Response:
+        """The result file behind ``output[0]`` (pre-signed in real life: no auth)."""
+        job = state.job(IDENTIFIER, request.path_params["task_id"])
+        if job is None or job.phase() != "succeeded":
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        return Response(FAKE_MP4, media_type="video/mp4")
+
     return [
+        Route("/outputs/{task_id}.mp4", output, methods=["GET"]),
         Route("/v1/organization", organization, methods=["GET"]),
         Route("/v1/image_to_video", image_to_video, methods=["POST"]),
         Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),

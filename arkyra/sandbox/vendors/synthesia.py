@@ -4,10 +4,21 @@ Follows ``reference/provider-contracts-media-automation.md`` section 2. A key st
 ``invalid`` (or a ``Bearer`` prefix, which Synthesia does not take) is refused with 403. A script
 containing ``[fail]`` renders to ``error``, one with ``[reject]`` ends ``rejected`` (moderation);
 ``test`` videos are free, others are paid calls.
+
+Webhooks: ``POST /v2/webhooks`` ``{url, events}`` registers a URL for the key and returns its
+``secret`` once. When a video ends, each matching webhook gets ``{type: "video.completed" |
+"video.failed", data: <video>}`` with ``Synthesia-Timestamp`` (unix seconds) and
+``Synthesia-Signature`` = hex HMAC-SHA256 of ``"{timestamp}.{raw body}"`` under the secret.
+Results are served at ``GET /files/{id}.{mp4|jpg}`` once the video is complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import secrets
+import time
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -16,10 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from arkyra.sandbox import callbacks
 from arkyra.sandbox.state import SandboxJob, SandboxState
 
 IDENTIFIER = "synthesia"
 REJECTED_KEY_PREFIX = "invalid"
+WEBHOOK_EVENTS = ("video.completed", "video.failed")
+FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00\x00\x00\x08free"
+FAKE_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 PHASE_STATUS = {
     "queued": "in_progress",
     "running": "in_progress",
@@ -116,8 +131,43 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             title=body.get("title"),
             visibility=body.get("visibility"),
             callbackId=body.get("callbackId"),
+            base_url=base_url(request),
         )
+        _schedule_callbacks(state, request.headers.get("authorization", ""), job)
         return JSONResponse(_video(job, base_url(request)), status_code=201)
+
+    async def create_webhook(request: Request) -> Response:
+        if not _authorized(request):
+            return _error(403, "Forbidden", "Invalid API key")
+        body = await read_json(request)
+        url = body.get("url") if body else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return _error(400, "Bad Request", "url must be an http(s) URL")
+        events = body.get("events") if body else None
+        if events is not None and (
+            not isinstance(events, list) or not set(events) <= set(WEBHOOK_EVENTS)
+        ):
+            return _error(400, "Bad Request", f"events must be among {list(WEBHOOK_EVENTS)}")
+        webhook = {
+            "id": str(uuid.uuid4()),
+            "url": url,
+            "events": events or list(WEBHOOK_EVENTS),
+            "status": "active",
+            "secret": secrets.token_hex(24),
+            "createdAt": int(time.time()),
+        }
+        key = request.headers.get("authorization", "")
+        state.store(IDENTIFIER).setdefault("webhooks", {}).setdefault(key, []).append(webhook)
+        return JSONResponse(webhook, status_code=201)
+
+    async def files(request: Request) -> Response:
+        job = state.job(IDENTIFIER, request.path_params["video_id"])
+        suffix = request.path_params["suffix"]
+        if job is None or job.phase() != "succeeded" or suffix not in ("mp4", "jpg"):
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        if suffix == "jpg":
+            return Response(FAKE_JPEG, media_type="image/jpeg")
+        return Response(FAKE_MP4, media_type="video/mp4")
 
     async def read_json(request: Request) -> dict[str, Any] | None:
         try:
@@ -197,4 +247,33 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         Route("/v2/videos/fromTemplate", create_from_template, methods=["POST"]),
         Route("/v2/videos/{video_id}", get_video, methods=["GET"]),
         Route("/v2/templates", list_templates, methods=["GET"]),
+        Route("/v2/webhooks", create_webhook, methods=["POST"]),
+        Route("/files/{video_id}.{suffix}", files, methods=["GET"]),
     ]
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Synthesia's signature: hex HMAC-SHA256 of ``"{timestamp}.{raw body}"``."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _schedule_callbacks(state: SandboxState, key: str, job: SandboxJob) -> None:
+    """Every webhook registered for the key, for the event the video will end with."""
+    ending = "video.failed" if job.fails else "video.completed"  # known from the start
+    for webhook in state.store(IDENTIFIER).get("webhooks", {}).get(key, []):
+        if ending in webhook["events"]:
+            callbacks.schedule(state, IDENTIFIER, job, webhook["url"], _payload(webhook))
+
+
+def _payload(webhook: dict[str, Any]) -> callbacks.Payload:
+    def build(job: SandboxJob) -> tuple[bytes, dict[str, str]]:
+        video = _video(job, job.data["base_url"])
+        kind = "video.completed" if video["status"] == "complete" else "video.failed"
+        body = json.dumps({"type": kind, "data": video}).encode()
+        timestamp = str(int(time.time()))
+        return body, {
+            "Synthesia-Timestamp": timestamp,
+            "Synthesia-Signature": sign(webhook["secret"], timestamp, body),
+        }
+
+    return build
