@@ -25,7 +25,7 @@ v3 (HeyGen's current API) uses ``GET /v3/users/me``, ``GET /v3/avatars`` and ``G
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -49,12 +49,11 @@ from arkyra.providers.base import (
     AccountInfo,
     CredentialField,
     ExposedInput,
-    ThirdPartyProvider,
     api_key_field,
     expose,
     third_party,
 )
-from arkyra.providers.jobs import JobStatus, RenderJob, poll_job
+from arkyra.providers.jobs import JobStatus, RenderJob, RenderProvider
 
 AUTH_HEADER = "X-Api-Key"
 
@@ -406,7 +405,7 @@ def is_missing_scope(exc: ProviderError) -> bool:
         ),
     ],
 )
-class HeyGen(ThirdPartyProvider):
+class HeyGen(RenderProvider):
     """HeyGen client: identity, renders, job polling, avatar and voice catalogues, webhooks."""
 
     default_base_url = "https://api.heygen.com"
@@ -485,29 +484,6 @@ class HeyGen(ThirdPartyProvider):
                 "/v1/video_status.get", credentials, params={"video_id": video_id}
             )
         return job_from_status(_data(body), job_id=video_id, provider=self.identifier)
-
-    async def wait_for_job(
-        self,
-        credentials: Mapping[str, str],
-        job_id: str,
-        *,
-        deadline_seconds: float | None = None,
-        on_update: Callable[[RenderJob], None] | None = None,
-    ) -> RenderJob:
-        """Poll until the render is final; ``JobFailed`` or ``JobDeadlineExceeded`` otherwise."""
-
-        async def fetch() -> RenderJob:
-            return await self.get_job(credentials, job_id)
-
-        return await poll_job(
-            fetch,
-            initial_delay=self.settings.job_poll_initial_seconds,
-            max_delay=self.settings.job_poll_max_seconds,
-            deadline_seconds=(
-                self.settings.job_deadline_seconds if deadline_seconds is None else deadline_seconds
-            ),
-            on_update=on_update,
-        )
 
     # -- webhooks --------------------------------------------------------------------------
 
