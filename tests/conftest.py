@@ -169,6 +169,20 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _no_blocks_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests share one Prefect server: remove the credential blocks a test wrote after it."""
+    yield
+    if "prefect_server" not in request.fixturenames:
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for doc in client.read_block_documents(include_secrets=False):
+            if (doc.name or "").startswith("tp-"):
+                client.delete_block_document(doc.id)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     if not REDIS_URL:

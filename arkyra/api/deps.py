@@ -1,0 +1,146 @@
+"""FastAPI dependencies shared by every router (ours and the AI router's).
+
+``PrincipalDep`` turns the bearer JWT into a :class:`Principal` (401 with ``WWW-Authenticate``
+when missing or invalid); ``AdminDep`` also requires the admin role (403 otherwise). The
+organization always comes from the token. ``RateLimitDep`` / :func:`rate_limit` count a request
+against the organization's limit for the route and add ``RateLimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from arkyra.api.cache import FunctionCache
+from arkyra.api.errors import AUTHENTICATE, TooManyRequests
+from arkyra.api.jobs import JobRunner
+from arkyra.config import Settings
+from arkyra.credentials import CredentialStore
+from arkyra.db.session import Database
+from arkyra.providers import ThirdPartyProvider
+from arkyra.ratelimit import RateLimiter
+from arkyra.security.tokens import InvalidToken, Principal, verify_token
+
+ProviderFactory = Callable[[str], ThirdPartyProvider]
+
+#: Default limits per organization and route; ``create_app(limits=...)`` overrides by bucket.
+DEFAULT_LIMITS: dict[str, str] = {
+    "default": "120/minute",
+    "connect": "20/minute",
+    "function": "60/minute",
+    "submit": "30/minute",
+}
+
+#: RFC 6750: a token was sent but is not acceptable.
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="arkyra", error="invalid_token"'}
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT minted by `arkyra token`.")
+
+
+def _state(request: Request, name: str) -> Any:
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise RuntimeError(f"app.state.{name} is not set; build the app with create_app()")
+    return value
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return _state(request, "settings")
+
+
+def get_store(request: Request) -> CredentialStore:
+    return _state(request, "store")
+
+
+def get_db(request: Request) -> Database:
+    return _state(request, "db")
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    return _state(request, "limiter")
+
+
+def get_cache(request: Request) -> FunctionCache:
+    return _state(request, "cache")
+
+
+def get_jobs(request: Request) -> JobRunner:
+    return _state(request, "jobs")
+
+
+def get_provider_factory(request: Request) -> ProviderFactory:
+    return _state(request, "provider_factory")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[CredentialStore, Depends(get_store)]
+DbDep = Annotated[Database, Depends(get_db)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+CacheDep = Annotated[FunctionCache, Depends(get_cache)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+ProviderFactoryDep = Annotated[ProviderFactory, Depends(get_provider_factory)]
+
+
+async def get_principal(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from a valid bearer JWT; 401 with ``WWW-Authenticate`` otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise HTTPException(401, "a bearer token is required", headers=AUTHENTICATE)
+    try:
+        principal = verify_token(settings, credentials.credentials)
+    except InvalidToken as exc:
+        raise HTTPException(401, str(exc), headers=INVALID_TOKEN) from None
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    """The caller, if an admin of their organization; 403 for members."""
+    if not principal.is_admin:
+        raise HTTPException(403, "this action needs the admin role")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def route_key(request: Request) -> str:
+    """``POST /third-party/{identifier}``: the method and the route template, not the raw path."""
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or request.url.path
+    return f"{request.method} {template}"
+
+
+def rate_limit(bucket: str = "default") -> Callable[..., Awaitable[Principal]]:
+    """A dependency that counts the request against ``bucket``'s limit for org + route.
+
+    Returns the principal, so ``Annotated[Principal, Depends(rate_limit("connect"))]`` is both
+    authentication and limiting. Over the limit: 429 with ``Retry-After``.
+    """
+
+    async def limited(
+        request: Request, response: Response, principal: PrincipalDep, limiter: LimiterDep
+    ) -> Principal:
+        limits: dict[str, str] = getattr(request.app.state, "limits", None) or DEFAULT_LIMITS
+        limit = limits.get(bucket) or limits.get("default") or DEFAULT_LIMITS["default"]
+        decision = await limiter.hit(limit, principal.organization_id, route_key(request))
+        if not decision.allowed:
+            raise TooManyRequests(decision)
+        for name, value in decision.headers().items():
+            response.headers[name] = value
+        return principal
+
+    limited.__name__ = f"rate_limit_{bucket}"
+    return limited
+
+
+RateLimitDep = Annotated[Principal, Depends(rate_limit())]
