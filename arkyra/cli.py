@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -265,6 +266,23 @@ def api(
 
     try:
         serve(host=host, port=port, workers=workers)
+    except ArkyraError as exc:
+        raise fail(str(exc), 1) from None
+
+
+@app.command("serve")
+def serve(
+    config: Annotated[Path, typer.Option(help="prefect.yaml whose deployments to serve.")] = Path(
+        "prefect.yaml"
+    ),
+    limit: Annotated[int | None, typer.Option(help="Flow runs at once.")] = None,
+) -> None:
+    """Serve every deployment of prefect.yaml from this process (no work pool needed)."""
+    from arkyra.flows.serve import serve_all
+
+    settings_for_cli()
+    try:
+        serve_all(config, limit=limit)
     except ArkyraError as exc:
         raise fail(str(exc), 1) from None
 

@@ -1,0 +1,1 @@
+"""Prefect tasks wrapping providers: pull, generate, render, synthesize, push."""

@@ -1,0 +1,138 @@
+"""content_pipeline end to end against the sandbox: fan-out, caching, failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import httpx
+from prefect.client.orchestration import get_client
+
+from arkyra.flows.content import content_pipeline
+from arkyra.pipelines.models import (
+    ContentSource,
+    RunOptions,
+    ScriptSettings,
+    VideoSettings,
+    VoiceSettings,
+)
+from arkyra.sandbox.vendors.notion import CONTENT_DATA_SOURCE_ID
+from tests.pipelines.conftest import ELEVENLABS_VOICE, HEYGEN_AVATAR, HEYGEN_VOICE, Pipeline
+
+SECRET = "whsec_" + base64.b64encode(b"s" * 24).decode()
+
+
+async def media_params(pipeline: Pipeline) -> dict:
+    notion = await pipeline.connect("notion", {"api_key": "secret_sandbox"})
+    heygen = await pipeline.connect("heygen", {"api_key": "hg_sandbox"})
+    eleven = await pipeline.connect("elevenlabs", {"api_key": "el_sandbox"})
+    heygen.options = {"avatar_id": HEYGEN_AVATAR, "voice_id": HEYGEN_VOICE}
+    eleven.options = {"voice_id": ELEVENLABS_VOICE}
+    return {
+        "organization_id": pipeline.org,
+        "source": ContentSource(integration=notion, query={"id": CONTENT_DATA_SOURCE_ID}),
+        "video": VideoSettings(providers=[heygen], test=True),
+        "voice": VoiceSettings(providers=[eleven]),
+        "options": RunOptions(max_concurrency=3),
+    }
+
+
+async def test_every_item_gets_a_video_and_a_voice(pipeline: Pipeline) -> None:
+    params = await media_params(pipeline)
+    params["script"] = ScriptSettings(providers=[pipeline.fake_ai("glm")])
+
+    summary = await content_pipeline(**params)
+
+    assert [i.ok for i in summary.items] == [True, True, True]
+    assert pipeline.paid_calls == {"heygen": 3, "elevenlabs": 3}
+    assert pipeline.ai_calls == ["glm"] * 3
+    first = summary.items[0]
+    kinds = {s.kind: s for s in first.steps}
+    assert kinds["script"].provider == "glm"
+    assert kinds["video"].output
+    assert kinds["video"].output.startswith("http")
+    assert kinds["voice"].output.endswith(".mp3")
+    assert summary.cost_usd > 0
+    async with get_client() as client:
+        artifacts = await client.read_latest_artifacts()
+    assert any(a.key == "content-pipeline-summary" for a in artifacts)
+
+
+async def test_a_rerun_is_served_from_the_cache_and_pays_nothing(pipeline: Pipeline) -> None:
+    params = await media_params(pipeline)
+    params["script"] = ScriptSettings(providers=[pipeline.fake_ai("glm")])
+    url = f"{pipeline.sandbox.url}/receiver/rerun"
+    params["destinations"] = [await pipeline.connect("webhooks", {"url": url, "secret": SECRET})]
+    first = await content_pipeline(**params)
+    paid_after_first = pipeline.paid_calls
+    ai_after_first = len(pipeline.ai_calls)
+
+    second = await content_pipeline(**params)
+
+    assert pipeline.paid_calls == paid_after_first
+    assert len(pipeline.ai_calls) == ai_after_first
+    assert all(s.cached for item in second.items for s in item.steps if s.kind != "delivery")
+    assert [s.output for s in second.items[0].steps] == [s.output for s in first.items[0].steps]
+    assert second.cost_usd == 0
+    async with httpx.AsyncClient(base_url=pipeline.sandbox.url) as client:
+        received = (await client.get("/receiver/_control/rerun")).json()
+    assert len(received["deliveries"]) == 3  # each item delivered once, not once per run
+    assert all(d["verified"] is not False for d in received["deliveries"])
+
+
+async def test_refresh_pays_again_but_delivers_under_the_same_ids(pipeline: Pipeline) -> None:
+    params = await media_params(pipeline)
+    params["voice"] = None
+    first = await content_pipeline(**params)
+    params["options"] = RunOptions(refresh=True)
+
+    second = await content_pipeline(**params)
+
+    assert pipeline.paid_calls == {"heygen": 6}
+    assert not any(s.cached for item in second.items for s in item.steps)
+    assert [i.item_id for i in second.items] == [i.item_id for i in first.items]
+
+
+async def test_one_failed_item_does_not_stop_the_others(pipeline: Pipeline) -> None:
+    params = await media_params(pipeline)
+    seen: list[str] = []
+
+    def fail_the_second(prompt: str) -> str:
+        seen.append(prompt)
+        return "[fail]" if len(seen) == 2 else ""
+
+    params["script"] = ScriptSettings(providers=[pipeline.fake_ai("glm", fail=fail_the_second)])
+    params["options"] = RunOptions(max_concurrency=1)
+
+    summary = await content_pipeline(**params)
+
+    assert [i.ok for i in summary.items] == [True, False, True]
+    failed = summary.items[1]
+    assert failed.failed_step == "video"
+    assert "JobFailed" in (failed.error or "")
+    assert pipeline.paid_calls["heygen"] == 3
+    assert {s.kind for s in summary.items[0].steps} == {"script", "video", "voice"}
+
+
+async def test_items_can_fan_out_through_the_task_runner(pipeline: Pipeline) -> None:
+    params = await media_params(pipeline)
+    params["video"] = None
+    params["options"] = RunOptions(fan_out="task_runner")
+
+    summary = await content_pipeline(**params)
+
+    assert [i.ok for i in summary.items] == [True, True, True]
+    assert pipeline.paid_calls == {"elevenlabs": 3}
+
+
+async def test_two_runs_at_once_pay_for_the_same_work_once(pipeline: Pipeline) -> None:
+    params = await media_params(pipeline)
+    params["video"] = None
+    params["source"].max_items = 1
+    pipeline.sandbox.state.faults_for("elevenlabs").latency_ms = 1500  # the runs overlap
+
+    first, second = await asyncio.gather(content_pipeline(**params), content_pipeline(**params))
+
+    assert pipeline.paid_calls == {"elevenlabs": 1}
+    voices = [s for run in (first, second) for s in run.items[0].steps if s.kind == "voice"]
+    assert sorted(s.cached for s in voices) == [False, True]
