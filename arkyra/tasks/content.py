@@ -19,7 +19,7 @@ from arkyra.errors import BadRequest, ProviderError
 from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import ContentSource, MetricsSource
 from arkyra.pipelines.runtime import get_runtime
-from arkyra.providers.content.items import ContentItem
+from arkyra.providers.content.items import AnalyticsContent, ContentItem
 
 METRIC_SOURCES = frozenset({"ga4", "posthog", "amplitude"})
 DEFAULT_POSTHOG_QUERY = (
@@ -38,10 +38,8 @@ def items_from(answer: Any, source: str) -> list[ContentItem]:
     """Content items from any source's answer (a list of items, or a summary + table)."""
     if isinstance(answer, list):
         return [item for item in answer if isinstance(item, ContentItem)]
-    for attribute in ("item", "summary"):
-        item = getattr(answer, attribute, None)
-        if isinstance(item, ContentItem):
-            return [item]
+    if isinstance(answer, AnalyticsContent):
+        return [answer.item]
     raise BadRequest("returned no content items", provider=source)
 
 
@@ -104,10 +102,9 @@ async def pull_metrics(
     credentials = await runtime.credentials(organization_id, integration)
     async with provider_slot(integration.identifier):
         answer = await provider.send_data(credentials, metrics_query(source, start, end))
-    frame = getattr(answer, "frame", None)
-    if not isinstance(frame, pd.DataFrame):
+    if not isinstance(answer, AnalyticsContent):
         raise BadRequest("returned no table", provider=integration.identifier)
-    return frame
+    return answer.frame
 
 
 def compare_periods(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:

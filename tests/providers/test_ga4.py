@@ -437,7 +437,7 @@ async def test_sandbox_send_data_summary_and_frame(
     )
     assert isinstance(content, Ga4Content)
     assert len(content.frame) == 14
-    summary = content.summary
+    summary = content.item
     assert summary.source == "ga4"
     assert summary.fields["row_count"] == 14
     assert summary.fields["totals"]["activeUsers"] == int(content.frame["activeUsers"].sum())

@@ -38,7 +38,6 @@ import weakref
 import zipfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +58,7 @@ from arkyra.providers.base import (
     expose,
     third_party,
 )
-from arkyra.providers.content.items import ContentItem
+from arkyra.providers.content.items import AnalyticsContent, ContentItem
 
 IDENTIFIER = "amplitude"
 REGION_HOSTS: dict[str, str] = {
@@ -237,12 +236,7 @@ class ExportPreview(BaseModel):
     rows: list[dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class AmplitudeData:
-    """What ``send_data`` returns: a summary item for the pipeline, and the full table."""
-
-    item: ContentItem
-    frame: pd.DataFrame
+AmplitudeData = AnalyticsContent  # the name its callers know
 
 
 def _hour(moment: datetime) -> str:

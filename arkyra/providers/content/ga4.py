@@ -37,7 +37,7 @@ from arkyra.providers.content.google_auth import (
     SERVICE_ACCOUNT_FIELD,
     GoogleServiceAccountProvider,
 )
-from arkyra.providers.content.items import ContentItem
+from arkyra.providers.content.items import AnalyticsContent, ContentItem
 
 DATA_API_URL = "https://analyticsdata.googleapis.com"
 ADMIN_API_URL = "https://analyticsadmin.googleapis.com"
@@ -127,13 +127,11 @@ class Ga4Report:
         }
 
 
-@dataclass
-class Ga4Content:
-    """What ``send_data`` returns: a summary item for pipelines, plus the full report."""
+@dataclass(frozen=True)
+class Ga4Content(AnalyticsContent):
+    """What ``send_data`` returns: the summary item and table, plus the full report."""
 
-    summary: ContentItem
-    frame: pd.DataFrame
-    report: Ga4Report
+    report: Ga4Report | None = None
 
 
 def report_frame(
@@ -311,7 +309,7 @@ class Ga4Provider(GoogleServiceAccountProvider):
         except ValueError as exc:
             raise InvalidInput(f"invalid ga4 report options: {exc}") from None
         report = await self.run_report(credentials, params)
-        return Ga4Content(summary=summary_item(report, params), frame=report.frame, report=report)
+        return Ga4Content(item=summary_item(report, params), frame=report.frame, report=report)
 
     # -- exposed functions ---------------------------------------------------------------------
 

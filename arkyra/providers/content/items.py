@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ContentItem(BaseModel):
@@ -18,3 +22,12 @@ class ContentItem(BaseModel):
     source_url: str | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnalyticsContent:
+    """What an analytics source (GA4, PostHog, Amplitude) returns: a summary item that pipelines
+    treat like any other content, and the full table for comparisons."""
+
+    item: ContentItem
+    frame: pd.DataFrame

@@ -59,7 +59,7 @@ from arkyra.providers.base import (
     expose,
     third_party,
 )
-from arkyra.providers.content.items import ContentItem
+from arkyra.providers.content.items import AnalyticsContent, ContentItem
 from arkyra.providers.jobs import JobStatus, RenderJob, poll_job
 
 IDENTIFIER = "posthog"
@@ -161,12 +161,7 @@ class EventsResult(BaseModel):
         return frame
 
 
-@dataclass(frozen=True)
-class PostHogData:
-    """What ``send_data`` returns: a summary item for the pipeline, and the full table."""
-
-    item: ContentItem
-    frame: pd.DataFrame
+PostHogData = AnalyticsContent  # the name its callers know
 
 
 # -- ClickHouse types -> Python values and pandas dtypes ---------------------------------------
