@@ -13,6 +13,8 @@ import os
 os.environ["PREFECT_API_URL"] = ""
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
+import logging
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -220,3 +222,64 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         f"arkyra: {_backend_runs['postgresql']} tests passed on PostgreSQL, "
         f"{_backend_runs['redis']} on Redis"
     )
+
+
+# -- a secret scan over every log record the whole suite produces --------------------------------
+
+SECRET_PATTERNS = [
+    re.compile(r"whsec_[A-Za-z0-9+/]{20,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"),
+    re.compile(r"\bphx_[A-Za-z0-9]{12,}"),
+    re.compile(r"\bhg_[A-Za-z0-9_]{8,}"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    re.compile(re.escape(TEST_ENCRYPTION_KEY.split(":", 1)[1])),
+]
+
+
+class SecretScan(logging.Handler):
+    """Records each log line that looks like it carries a credential, and which test wrote it."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.NOTSET)
+        self.current = "(collection)"
+        self.findings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string is not our concern here
+            return
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + str(record.exc_info[1])
+        for pattern in SECRET_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                self.findings.append(f"{self.current}: {record.name}: ...{match.group(0)[:12]}...")
+                return
+
+
+_scan = SecretScan()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(_scan)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _scan.current = item.nodeid
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(_scan)
+    if _scan.findings:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.ensure_newline()
+        lines = [
+            "secret scan: log records that carry something secret-shaped:",
+            *_scan.findings[:50],
+        ]
+        for line in lines:
+            (reporter.write_line if reporter else print)(line)
