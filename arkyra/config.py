@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     claude_api_key: SecretStr | None = None
     mistral_api_key: SecretStr | None = None
 
+    alerts_operator_orgs: list[str] = Field(
+        default_factory=list,
+        description="Organizations told about platform-wide events (a provider's breaker opening).",
+    )
+
     prefect_home: Path | None = Field(
         default=None, description="PREFECT_HOME for the CLI; default: `<home>/prefect`."
     )

@@ -69,6 +69,11 @@ class ConnectResponse(BaseModel):
     id: str
     identifier: str
     name: str
+    signing_secret: str | None = Field(
+        default=None,
+        description="Only when a webhook was connected without a secret: the generated "
+        "whsec_ secret, returned this once and never again.",
+    )
 
 
 class CredentialFieldSchema(BaseModel):

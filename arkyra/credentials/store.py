@@ -101,12 +101,24 @@ class CredentialStore:
 
     # -- writing ----------------------------------------------------------------------------
 
+    def provider(self, identifier: str) -> ThirdPartyProvider:
+        """A provider instance as the store makes them (for :meth:`connect`'s ``provider``)."""
+        return self._provider_factory(identifier)
+
     async def connect(
-        self, organization_id: str, identifier: str, fields: Mapping[str, Any]
+        self,
+        organization_id: str,
+        identifier: str,
+        fields: Mapping[str, Any],
+        *,
+        provider: ThirdPartyProvider | None = None,
     ) -> Integration:
-        """Validate the fields, prove them with the vendor, then store row and block together."""
+        """Validate the fields, prove them with the vendor, then store row and block together.
+
+        Pass ``provider`` (from :meth:`provider`) to read what validation left on the instance
+        afterwards, such as a generated webhook secret."""
         organization_id = _clean_org(organization_id)
-        provider = self._provider_factory(identifier)
+        provider = provider or self._provider_factory(identifier)
         credentials = provider.validate_credentials(fields)
         account = await provider.check_connection(credentials)
         try:
@@ -249,13 +261,23 @@ class CredentialStore:
             return Integration.of(row), credentials
 
     async def mark(self, integration_id: str, status: IntegrationStatus, reason: str) -> None:
-        """Record an integration's health (e.g. ``needs_reconnect`` after a 401)."""
+        """Record an integration's health (e.g. ``needs_reconnect`` after a 401).
+
+        Entering ``needs_reconnect`` alerts the organization (see :mod:`arkyra.alerts`)."""
+        newly_broken: str | None = None
         async with self.db.transaction() as session:
             row = await session.get(ThirdParty, integration_id)
             if row is not None:
+                entering = status != row.status and status == IntegrationStatus.NEEDS_RECONNECT
+                if entering:
+                    newly_broken = row.organization_id
                 row.status = status
                 row.status_reason = reason[:1000]
                 row.last_checked_at = utcnow()
+        if newly_broken is not None:
+            from arkyra import alerts
+
+            await alerts.integration_needs_reconnect(newly_broken, integration_id, reason)
 
     # -- helpers ----------------------------------------------------------------------------
 

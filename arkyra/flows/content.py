@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from arkyra.alerts import pipeline_failure_hook
 from arkyra.pipelines.limits import ensure_limits
 from arkyra.pipelines.models import (
     ContentSource,
@@ -172,6 +173,7 @@ async def fan_out(
     name="content-pipeline",
     flow_run_name="content for {organization_id}",
     task_runner=ThreadPoolTaskRunner(max_workers=ITEM_WORKERS),
+    on_failure=[pipeline_failure_hook],
 )
 async def content_pipeline(
     organization_id: str,

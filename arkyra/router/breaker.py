@@ -252,8 +252,33 @@ class CircuitBreaker:
         )
         return Admission(result)
 
-    async def record(self, provider: str, *, ok: bool) -> BreakerState:
-        """Report a call's outcome (``ok=False`` only for errors that count as failures)."""
+    def record_success_now(self, provider: str) -> bool:
+        """Record a success at once when the breaker is in memory (no Redis); ``False`` means
+        the caller must ``await record(provider, ok=True)`` instead. Saves a task per request."""
+        if self.redis is not None:
+            return False
+        self._state(provider).record(self.clock(), True, self.policy)
+        return True
+
+    async def record(self, provider: str, *, ok: bool, reason: str = "") -> BreakerState:
+        """Report a call's outcome (``ok=False`` only for errors that count as failures).
+
+        A failure that opens the breaker raises an alert (:func:`arkyra.alerts.breaker_opened`).
+        """
+        if ok:
+            return await self._record(provider, ok=True)
+        before = await self._current(provider)
+        after = await self._record(provider, ok=False)
+        if after is BreakerState.OPEN and before is not BreakerState.OPEN:
+            await _alert_opened(provider, reason or "repeated failures")
+        return after
+
+    async def _current(self, provider: str) -> BreakerState:
+        if self.redis is None:
+            return self._state(provider).state
+        return BreakerState(await self.redis.hget(self._keys(provider)[0], "state") or "closed")
+
+    async def _record(self, provider: str, *, ok: bool) -> BreakerState:
         now = self.clock()
         policy = self.policy
         if self.redis is None:
@@ -279,7 +304,7 @@ class CircuitBreaker:
         if error is None:
             await self.record(provider, ok=True)
         elif counts_as_failure(error):
-            await self.record(provider, ok=False)
+            await self.record(provider, ok=False, reason=f"last error: {type(error).__name__}")
 
     async def trip(self, provider: str, seconds: float) -> None:
         """Force ``provider`` open for ``seconds`` (then half-open as usual)."""
@@ -317,3 +342,10 @@ class CircuitBreaker:
     async def aclose(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+
+
+async def _alert_opened(provider: str, reason: str) -> None:
+    """Tell the operators (never raises: :mod:`arkyra.alerts` swallows its own failures)."""
+    from arkyra import alerts  # lazily: the breaker stays free of the database layer
+
+    await alerts.breaker_opened(provider, f"circuit breaker opened ({reason})")

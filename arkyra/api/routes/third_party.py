@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ValidationError
 
+from arkyra.api import schemas
 from arkyra.api.cache import HEADER as CACHE_HEADER
 from arkyra.api.cache import FunctionCache, is_list_function
 from arkyra.api.deps import (
@@ -33,7 +34,6 @@ from arkyra.api.metrics import CACHE_LOOKUPS
 from arkyra.api.schemas import (
     CatalogueEntry,
     ConnectRequest,
-    ConnectResponse,
     ErrorResponse,
     FunctionCallRequest,
     FunctionCallResponse,
@@ -128,7 +128,8 @@ async def list_integrations(principal: Limited, store: StoreDep) -> list[dict[st
 
 @router.post(
     "/{identifier}",
-    response_model=ConnectResponse,
+    response_model=schemas.ConnectResponse,
+    response_model_exclude_none=True,
     summary="Connect an account (admin)",
     responses={
         400: {"model": ErrorResponse, "description": "The vendor refused the credentials."},
@@ -143,14 +144,20 @@ async def connect(
     principal: AdminDep,
     store: StoreDep,
     cache: CacheDep,
-) -> ConnectResponse:
-    """Validate the fields, prove them with the vendor, store them; reconnecting updates."""
+) -> schemas.ConnectResponse:
+    """Validate the fields, prove them with the vendor, store them; reconnecting updates.
+
+    A webhook connected without a secret gets a generated one, returned here once as
+    ``signing_secret`` (it is never shown again)."""
     provider_class(identifier)  # unknown identifier -> 404 before anything else
     values = body.credential_fields()
     secrets = _secret_values(values)
     remember_secrets(secrets)
+    provider = store.provider(identifier)
     try:
-        integration = await store.connect(principal.organization_id, identifier, values)
+        integration = await store.connect(
+            principal.organization_id, identifier, values, provider=provider
+        )
     except (Transient, RateLimited):
         raise
     except ProviderError as exc:
@@ -158,9 +165,23 @@ async def connect(
         raise ConnectRejected(exc, secrets) from None
     await _invalidate(cache, integration.id)
     log.info("connected %s integration %s", identifier, integration.id)
-    return ConnectResponse(
-        id=integration.id, identifier=integration.identifier, name=integration.name
+    signing_secret = _take_generated_secret(provider)
+    return schemas.ConnectResponse(
+        id=integration.id,
+        identifier=integration.identifier,
+        name=integration.name,
+        signing_secret=signing_secret,
     )
+
+
+def _take_generated_secret(provider: ThirdPartyProvider) -> str | None:
+    """The secret the provider generated while connecting (webhooks), once; kept out of logs."""
+    take = getattr(provider, "take_generated_secret", None)
+    secret = take() if callable(take) else None
+    if isinstance(secret, str) and secret:
+        remember_secrets([secret])
+        return secret
+    return None
 
 
 @router.delete(
