@@ -2,16 +2,18 @@
 
 ``create_app()`` wires everything from settings; tests pass their own store (sandboxed
 providers, a test Prefect), limiter, cache or provider factory. The lifespan opens the shared
-httpx client and the job runner and closes whatever the app itself opened.
+httpx client (plus the AI router's own, see :mod:`arkyra.router.transport`) and the job runner,
+and closes whatever the app itself opened (the AI router first, so its usage rows are flushed).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import pkgutil
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -22,11 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arkyra import __version__
 from arkyra.api import routes as routes_package
+from arkyra.api.background import start_background
 from arkyra.api.cache import DEFAULT_TTL_SECONDS, FunctionCache, cache_from_settings
 from arkyra.api.deps import DEFAULT_LIMITS, ProviderFactory
 from arkyra.api.errors import install_error_handlers, internal_error_response, log_unhandled
 from arkyra.api.jobs import JobRunner
-from arkyra.api.logging import get_logger, request_id_var
+from arkyra.api.logging import TRUSTED, get_logger, request_id_var
 from arkyra.api.metrics import MetricsMiddleware, route_template
 from arkyra.config import Settings, get_settings
 from arkyra.credentials import CredentialStore, PrefectBlockMirror
@@ -35,6 +38,7 @@ from arkyra.errors import ConfigError
 from arkyra.http.client import build_client
 from arkyra.providers import ThirdPartyProvider, get_provider
 from arkyra.ratelimit import RateLimiter
+from arkyra.router.transport import build_router_client
 from arkyra.security.vault import Vault
 
 log = get_logger("arkyra.api")
@@ -58,7 +62,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
         token = request_id_var.set(request_id)
         status = 500
         started_response = False
@@ -81,18 +85,21 @@ class RequestContextMiddleware:
             if not started_response:
                 await internal_error_response()(scope, receive, send_with_id)
         finally:
-            access_log.info(
-                "%s %s %s",
-                scope.get("method", ""),
-                route_template(scope),
-                status,
-                extra={
-                    "method": scope.get("method", ""),
-                    "route": route_template(scope),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                method, route = scope.get("method", ""), route_template(scope)
+                access_log.info(
+                    "%s %s %s",
+                    method,
+                    route,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        TRUSTED: True,  # method, route template and status: nothing secret
+                    },
+                )
             request_id_var.reset(token)
 
 
@@ -102,6 +109,14 @@ def _incoming_request_id(scope: Scope) -> str | None:
             text = value.decode("latin-1").strip()
             return text if _SAFE_REQUEST_ID.match(text) else None
     return None
+
+
+async def _close_ai_router(app: FastAPI) -> None:
+    """Flush the AI router's queued usage rows and give back budget leases (built lazily)."""
+    ai = getattr(app.state, "ai_router", None)
+    if ai is not None:
+        app.state.ai_router = None
+        await ai.aclose()
 
 
 def _check_limits(limits: Mapping[str, str]) -> None:
@@ -158,9 +173,11 @@ def create_app(
     limits: Mapping[str, str] | None = None,
     cache_ttl_seconds: float = DEFAULT_TTL_SECONDS,
     job_stale_after_seconds: float = 60.0,
+    background_work: bool = True,
 ) -> FastAPI:
     """The API. ``limits`` maps a bucket (``default``, ``connect``, ``function``, ``submit``)
-    to a rate such as ``"120/minute"``, per organization and route."""
+    to a rate such as ``"120/minute"``, per organization and route; ``background_work`` runs the
+    delivery worker and alert sender in this process (off for apps that only serve requests)."""
     settings = settings or get_settings()
     merged_limits = {**DEFAULT_LIMITS, **dict(limits or {})}
     _check_limits(merged_limits)
@@ -173,8 +190,10 @@ def create_app(
                 db = Database.from_settings(settings)
                 owned.push_async_callback(db.dispose)
             client = http_client
+            ai_client = http_client  # the AI router shares a client the caller handed in
             if client is None:
                 client = await owned.enter_async_context(build_client(settings))
+                ai_client = await owned.enter_async_context(build_router_client(settings))
             factory = provider_factory or _provider_factory(settings, client)
             the_cache = cache
             if the_cache is None:
@@ -184,16 +203,21 @@ def create_app(
             app.state.settings = settings
             app.state.db = db
             app.state.http_client = client
+            app.state.ai_http_client = ai_client
             app.state.provider_factory = factory
             app.state.store = store or _default_store(settings, db, factory)
             app.state.limiter = limiter or RateLimiter.from_settings(settings)
             app.state.limits = merged_limits
             app.state.cache = the_cache
             app.state.jobs = jobs
+            owned.push_async_callback(_close_ai_router, app)  # before the db and clients
             interrupted = await jobs.start()
             owned.push_async_callback(jobs.close)
             if interrupted:
                 log.warning("%d job(s) left by a stopped process are now interrupted", interrupted)
+            if background_work:  # the delivery worker and the alert sender
+                background = await start_background(app)
+                owned.push_async_callback(background.stop)
             yield
 
     app = FastAPI(

@@ -40,6 +40,10 @@ INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="arkyra", error="invalid_toke
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted by `arkyra token`.")
 
 
+# The getters below are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a
+# worker thread, a thread hop per dependency per request on the hot path.
+
+
 def _state(request: Request, name: str) -> Any:
     value = getattr(request.app.state, name, None)
     if value is None:
@@ -47,31 +51,31 @@ def _state(request: Request, name: str) -> Any:
     return value
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return _state(request, "settings")
 
 
-def get_store(request: Request) -> CredentialStore:
+async def get_store(request: Request) -> CredentialStore:
     return _state(request, "store")
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return _state(request, "db")
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     return _state(request, "limiter")
 
 
-def get_cache(request: Request) -> FunctionCache:
+async def get_cache(request: Request) -> FunctionCache:
     return _state(request, "cache")
 
 
-def get_jobs(request: Request) -> JobRunner:
+async def get_jobs(request: Request) -> JobRunner:
     return _state(request, "jobs")
 
 
-def get_provider_factory(request: Request) -> ProviderFactory:
+async def get_provider_factory(request: Request) -> ProviderFactory:
     return _state(request, "provider_factory")
 
 

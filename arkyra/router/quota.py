@@ -550,6 +550,11 @@ class QuotaService:
 
     async def settle(self, reservation: Reservation, usd: Decimal, tokens: int) -> bool:
         """Replace the hold by the real cost; ``False`` when it was already settled/released."""
+        return self.settle_now(reservation, usd, tokens)
+
+    def settle_now(self, reservation: Reservation, usd: Decimal, tokens: int) -> bool:
+        """:meth:`settle` without a coroutine: holds live in memory (the flusher persists
+        them), so the router settles inline instead of spawning a task per request."""
         lease = self._holds.pop(reservation.id, None)
         if lease is None:
             return False

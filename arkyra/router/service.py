@@ -570,11 +570,12 @@ class Router:
             extra=extra,
         )  # fmt: skip
         if ok:
-            self._spawn(self.breaker.record(candidate.identifier, ok=True))
+            if not self.breaker.record_success_now(candidate.identifier):  # Redis: background
+                self._spawn(self.breaker.record(candidate.identifier, ok=True))
         elif error is not None:
             self._spawn(self.breaker.record_outcome(candidate.identifier, error))
         if won.reservation is not None and self.quota is not None:
-            self._spawn(self.quota.settle(won.reservation, cost, usage.total_tokens))
+            self.quota.settle_now(won.reservation, cost, usage.total_tokens)  # in memory
         won.attempts.append(
             Attempt(
                 candidate.identifier,

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -40,13 +41,14 @@ CREDENTIALS_TTL_SECONDS = 30.0
 async def get_ai_router(request: Request) -> Router:
     """One Router per app, built on first use from the app's settings, database and client.
 
-    The app's lifespan should ``await app.state.ai_router.aclose()`` on shutdown so queued
-    usage rows are flushed (see the router's report). ``async`` so FastAPI does not send it
-    to a worker thread on every request."""
+    The app's lifespan closes it on shutdown so queued usage rows are flushed. It talks to
+    the vendors through ``app.state.ai_http_client`` (see :mod:`arkyra.router.transport`).
+    ``async`` so FastAPI does not send it to a worker thread on every request."""
     state = request.app.state
     ai = getattr(state, "ai_router", None)
     if ai is None:
-        ai = Router(state.settings, db=state.db, client=getattr(state, "http_client", None))
+        client = getattr(state, "ai_http_client", None) or getattr(state, "http_client", None)
+        ai = Router(state.settings, db=state.db, client=client)
         state.ai_router = ai
     return ai
 
@@ -99,6 +101,13 @@ async def credentials_lookup(request: Request, org: str) -> Any:
         request, org
     )
     return keys.get
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON via orjson (several times faster than ``json.dumps`` for completion bodies)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
 
 
 # -- errors and headers -----------------------------------------------------------------------

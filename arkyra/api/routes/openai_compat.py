@@ -8,19 +8,20 @@ first token, so an error before it is still a normal JSON error response.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from arkyra.api.deps import PrincipalDep
 from arkyra.api.routes.ai import (
     AIRouterDep,
+    FastJSONResponse,
     all_failed_response,
     credentials_lookup,
     in_progress_response,
@@ -151,13 +152,13 @@ async def chat_completions(
             media_type="text/event-stream",
             headers={**route_headers(stream.route), "cache-control": "no-cache"},
         )
-    return JSONResponse(
+    return FastJSONResponse(
         chat_completion(answer, completion_id, created), headers=route_headers(route)
     )
 
 
 def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 async def sse(
