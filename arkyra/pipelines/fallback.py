@@ -47,6 +47,11 @@ def pick(chain: Sequence[T]) -> tuple[int, T]:
     return number, chain[min(number, len(chain)) - 1]
 
 
+def last_in_chain(chain: Sequence[Any]) -> bool:
+    """Whether this attempt uses the chain's last provider (no fallback is left after it)."""
+    return attempt_number() >= len(chain)
+
+
 def fallback_allowed(exc: BaseException | None) -> bool:
     """Whether the next provider may succeed where this error stopped the current one."""
     return isinstance(exc, ProviderError) and type(exc).allows_fallback

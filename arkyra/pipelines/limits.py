@@ -8,11 +8,14 @@ Prefect server, so they hold across every worker.
 
 On a SQLite Prefect server (development, tests, the demo) concurrent slot writes sometimes meet
 "database is locked"; the client then retries after about two seconds. PostgreSQL does not
-have this problem (deployments/README.md).
+have this problem (deployments/README.md). Where every run is in one process anyway (a single
+``arkyra serve`` on SQLite, the sandbox benchmark), ``PipelineRuntime.slot_scope = "process"``
+keeps the same limits as in-process semaphores and leaves the server out of every call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 
@@ -40,6 +43,8 @@ FALLBACK_LIMIT = 4
 SLOT_TIMEOUT_SECONDS = 1800.0
 
 _ensured: set[str] = set()
+_sizes: dict[str, int] = {}
+_local: dict[tuple[int, str], asyncio.Semaphore] = {}
 
 
 def limit_name(identifier: str) -> str:
@@ -49,6 +54,10 @@ def limit_name(identifier: str) -> str:
 async def ensure_limit(identifier: str, size: int | None = None) -> str:
     """Create the provider's limit if it is missing; with ``size``, set it to that size."""
     name = limit_name(identifier)
+    if size is not None:
+        _sizes[identifier] = size
+    if _process_scope():
+        return name
     if name in _ensured and size is None:
         return name
     async with get_client() as client:
@@ -86,6 +95,10 @@ async def provider_slot(identifier: str) -> AsyncIterator[None]:
 
     A limit deleted while this process was running is created again, once.
     """
+    if _process_scope():
+        async with _local_semaphore(identifier):
+            yield
+        return
     name = await ensure_limit(identifier)
     async with contextlib.AsyncExitStack() as stack:
         try:
@@ -101,3 +114,18 @@ async def provider_slot(identifier: str) -> AsyncIterator[None]:
 
 def _slot(name: str) -> contextlib.AbstractAsyncContextManager[None]:
     return concurrency(name, occupy=1, strict=True, timeout_seconds=SLOT_TIMEOUT_SECONDS)
+
+
+def _process_scope() -> bool:
+    from arkyra.pipelines.runtime import get_runtime  # the runtime imports this package
+
+    return get_runtime().slot_scope == "process"
+
+
+def _local_semaphore(identifier: str) -> asyncio.Semaphore:
+    """This process's semaphore for the provider (one per event loop: semaphores bind to it)."""
+    key = (id(asyncio.get_running_loop()), identifier)
+    if key not in _local:
+        size = _sizes.get(identifier) or DEFAULT_LIMITS.get(identifier, FALLBACK_LIMIT)
+        _local[key] = asyncio.Semaphore(size)
+    return _local[key]

@@ -10,14 +10,16 @@ platform's key from settings.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from arkyra.blocks.credentials import block_name_for, block_type_for
 from arkyra.config import Settings, get_settings
 from arkyra.errors import InvalidCredentials
 from arkyra.pipelines.models import Integration
+from arkyra.pipelines.resilience import RetryPolicy
 from arkyra.providers import ThirdPartyProvider, get_provider
 
 ProviderFactory = Callable[[str], ThirdPartyProvider]
@@ -34,6 +36,17 @@ class PipelineRuntime:
     provider_factory: ProviderFactory | None = None
     overrides: dict[str, ThirdPartyProvider] = field(default_factory=dict)
     router_factory: RouterFactory | None = None
+    #: Same-provider retries of provider calls inside a task (arkyra.pipelines.resilience).
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Where provider concurrency limits live: Prefect global limits shared by every worker
+    #: ("server"), or semaphores in this process ("process", one-process set-ups only).
+    slot_scope: Literal["server", "process"] = "server"
+    #: How long loaded credentials are reused (each load is a Prefect API call); a
+    #: reconnected or revoked integration is seen again after at most this long.
+    credentials_ttl_seconds: float = 30.0
+    _credentials: dict[tuple[str, str, str], tuple[float, dict[str, str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def provider(self, identifier: str) -> ThirdPartyProvider:
         if identifier in self.overrides:
@@ -50,6 +63,18 @@ class PipelineRuntime:
         """
         if not integration.integration_id:
             return self._platform_credentials(integration.identifier)
+        key = (organization_id, integration.identifier, integration.integration_id)
+        cached = self._credentials.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.credentials_ttl_seconds:
+            return dict(cached[1])
+        credentials = await self._load_credentials(organization_id, integration)
+        self._credentials[key] = (time.monotonic(), credentials)
+        return dict(credentials)
+
+    async def _load_credentials(
+        self, organization_id: str, integration: Integration
+    ) -> dict[str, str]:
+        assert integration.integration_id is not None
         cls = block_type_for(integration.identifier)
         name = block_name_for(integration.integration_id)
         try:

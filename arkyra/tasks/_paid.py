@@ -15,6 +15,10 @@ second waits and reads what the first stored. Across machines, use a shared lock
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any, TypeVar
 
 from prefect import Task
 from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
+from prefect.context import TaskRunContext
 from prefect.locking.filesystem import FileSystemLockManager
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
@@ -52,19 +57,116 @@ def with_chain(task: TaskT, chain_length: int, *, refresh: bool = False) -> Task
     return task.with_options(**options)  # type: ignore[return-value]
 
 
+def results_path() -> Path:
+    """Where persisted results live (resolved when used: settings may change)."""
+    return Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()).expanduser().resolve()
+
+
 class ResultsLockManager(FileSystemLockManager):
-    """File locks under ``<results path>/.locks``, resolved when used (settings may change)."""
+    """File locks under ``<results path>/.locks`` that a killed process does not keep.
+
+    Prefect's file locks never expire unless given a hold timeout, so a worker killed while
+    it held one would block every later run of that key. Here each lock records the host and
+    process that took it, and a lock whose process is gone on this host is stale and broken.
+    (A lock taken on another machine is left alone: use a shared lock manager there.)
+    """
 
     def __init__(self) -> None:
         self._locks = {}
 
     @property  # type: ignore[override]
     def lock_files_directory(self) -> Path:
-        return Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()).expanduser().resolve() / ".locks"
+        return results_path() / ".locks"
 
     @lock_files_directory.setter
     def lock_files_directory(self, value: Path) -> None:  # the base class assigns it
         pass
+
+    @staticmethod
+    def _owner(holder: str) -> str:
+        suffix = f"|{socket.gethostname()}|{os.getpid()}"
+        return holder if holder.endswith(suffix) else holder + suffix
+
+    def acquire_lock(self, key: str, holder: str, *args: Any, **kwargs: Any) -> bool:
+        return super().acquire_lock(key, self._owner(holder), *args, **kwargs)
+
+    async def aacquire_lock(self, key: str, holder: str, *args: Any, **kwargs: Any) -> bool:
+        return await super().aacquire_lock(key, self._owner(holder), *args, **kwargs)
+
+    def release_lock(self, key: str, holder: str) -> None:
+        super().release_lock(key, self._owner(holder))
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        return super().is_lock_holder(key, holder) or super().is_lock_holder(
+            key, self._owner(holder)
+        )
+
+    def is_locked(self, key: str, use_cache: bool = False) -> bool:
+        if not super().is_locked(key, use_cache=use_cache):
+            return False
+        info = self._get_lock_info(key, use_cache=use_cache)
+        if info is None or not _held_by_dead_process(str(info.get("holder", ""))):
+            return True
+        Path(info["path"]).unlink(missing_ok=True)
+        self._locks.pop(key, None)
+        return False
+
+
+def _held_by_dead_process(owner: str) -> bool:
+    """Whether ``owner`` (``holder|host|pid``) names a process of this host that has exited."""
+    _, _, rest = owner.partition("|")
+    host, _, pid = rest.rpartition("|")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class PendingJobs:
+    """A note, next to the results, of the vendor job a paid task submitted for a cache key.
+
+    A worker killed while a render runs loses only its process: the job goes on at the vendor
+    (and is billed). The next run of the same content finds the note and waits for that job
+    instead of submitting (and paying for) another one. The note stays after the job
+    succeeded, because the worker may die before Prefect has stored the result; it is
+    ignored when the run asks for a refresh or once it is older than the cache, and dropped
+    when the job failed.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.path = results_path() / ".jobs" / f"{key}.json"
+
+    def pending(self, provider: str) -> str | None:
+        """The job id submitted to ``provider`` for this key, if it may still be used."""
+        if _refresh_requested():
+            return None
+        try:
+            if time.time() - self.path.stat().st_mtime > CACHE_EXPIRATION.total_seconds():
+                return None
+            note = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return str(note["job_id"]) if note.get("provider") == provider else None
+
+    def remember(self, provider: str, job_id: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"provider": provider, "job_id": job_id}))
+        partial.replace(self.path)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _refresh_requested() -> bool:
+    """Whether the running task was asked to do its work again (``refresh_cache``)."""
+    context = TaskRunContext.get()
+    return bool(context is not None and context.task.refresh_cache)
 
 
 def paid_cache(kind: str, fingerprint: Callable[[dict[str, Any]], str]) -> CachePolicy:

@@ -18,6 +18,7 @@ from prefect.logging import get_run_logger
 from arkyra.errors import BadRequest, ProviderError
 from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import ContentSource, MetricsSource
+from arkyra.pipelines.resilience import call_again
 from arkyra.pipelines.runtime import get_runtime
 from arkyra.providers.content.items import AnalyticsContent, ContentItem
 
@@ -57,8 +58,13 @@ async def pull_content(organization_id: str, source: ContentSource) -> list[Cont
     integration = source.integration
     provider = runtime.provider(integration.identifier)
     credentials = await runtime.credentials(organization_id, integration)
-    async with provider_slot(integration.identifier):
-        answer = await provider.send_data(credentials, source.query)
+
+    async def read() -> Any:
+        async with provider_slot(integration.identifier):
+            return await provider.send_data(credentials, source.query)
+
+    what = f"{integration.identifier} read"
+    answer = await call_again(read, runtime.retry, replayable=True, what=what)
     items = items_from(answer, integration.identifier)[: source.max_items]
     get_run_logger().info("%s: %d items", integration.identifier, len(items))
     return items

@@ -20,6 +20,7 @@ from arkyra.errors import ProviderError
 from arkyra.pipelines.fallback import current_attempts, record_attempt
 from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import Integration, StepResult, content_hash
+from arkyra.pipelines.resilience import call_again
 from arkyra.pipelines.runtime import get_runtime
 from arkyra.tasks._paid import CACHE_EXPIRATION
 
@@ -63,10 +64,15 @@ async def push_result(
     try:
         provider = runtime.provider(destination.identifier)
         credentials = await runtime.credentials(organization_id, destination)
-        async with provider_slot(destination.identifier):
-            answer = await provider.send_data(
-                credentials, {"type": event_type, "data": payload, "id": message_id}
-            )
+        event = {"type": event_type, "data": payload, "id": message_id}
+
+        async def deliver() -> Any:
+            async with provider_slot(destination.identifier):
+                return await provider.send_data(credentials, event)
+
+        # Receivers de-duplicate on the webhook-id, so sending again is always safe.
+        what = f"delivery {message_id}"
+        answer = await call_again(deliver, runtime.retry, replayable=True, what=what)
     except Exception as exc:
         record_attempt(destination.identifier, exc)
         raise

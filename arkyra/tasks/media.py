@@ -2,7 +2,9 @@
 
 The request each vendor takes is built from the script, the shared settings and the provider's
 own ``options`` (avatar, voice). Once a render has been submitted, losing track of it is not a
-fallback case: the vendor may still finish (and bill) it, so the error names the job instead.
+fallback case: the vendor may still finish (and bill) it, so the error names the job instead,
+and the job id is noted (``PendingJobs``) so that the next run, or a run after the worker was
+killed, waits for that job rather than paying for another.
 """
 
 from __future__ import annotations
@@ -11,17 +13,25 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import task
+from prefect.logging import get_run_logger
 
 from arkyra.errors import BadRequest, JobDeadlineExceeded, ProviderError
 from arkyra.pipelines.costs import video_cost, voice_cost
-from arkyra.pipelines.fallback import current_attempts, fallback_allowed, pick, record_attempt
+from arkyra.pipelines.fallback import (
+    current_attempts,
+    fallback_allowed,
+    last_in_chain,
+    pick,
+    record_attempt,
+)
 from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import Integration, StepResult, VideoSettings, VoiceSettings
 from arkyra.pipelines.models import content_hash as _hash
+from arkyra.pipelines.resilience import call_again
 from arkyra.pipelines.runtime import get_runtime
 from arkyra.providers.audio.speech import SpeechResult
 from arkyra.providers.jobs import RenderJob
-from arkyra.tasks._paid import paid_cache, paid_task_options
+from arkyra.tasks._paid import PendingJobs, paid_cache, paid_task_options
 
 RequestBuilder = Callable[[str, str, VideoSettings, dict[str, Any]], dict[str, Any]]
 
@@ -85,8 +95,14 @@ async def render_video(
     """Render ``script`` with the first video provider of the chain that succeeds."""
     _, integration = pick(settings.providers)
     full_title = f"{settings.title_prefix}{title}"[:500]
+    key = "video-" + _video_fingerprint(
+        {"organization_id": organization_id, "script": script, "title": title, "settings": settings}
+    )
     try:
-        job = await _render(organization_id, integration, script, full_title, settings)
+        job = await _render(
+            organization_id, integration, script, full_title, settings, PendingJobs(key),
+            submit_attempts=None if last_in_chain(settings.providers) else 1,
+        )  # fmt: skip
     except Exception as exc:
         record_attempt(integration.identifier, exc)
         raise
@@ -107,24 +123,52 @@ async def _render(
     script: str,
     title: str,
     settings: VideoSettings,
+    journal: PendingJobs,
+    submit_attempts: int | None,
 ) -> RenderJob:
+    """Submit the render (or pick up the one a killed run submitted) and wait for it."""
     runtime = get_runtime()
     provider = runtime.provider(integration.identifier)
     request = video_request(integration.identifier, script, title, settings, integration.options)
     credentials = await runtime.credentials(organization_id, integration)
-    async with provider_slot(integration.identifier):
-        job: RenderJob = await provider.send_data(credentials, request)
+    job_id = journal.pending(integration.identifier)
+    if job_id is None:
+
+        async def submit() -> RenderJob:
+            async with provider_slot(integration.identifier):
+                return await provider.send_data(credentials, request)
+
+        what = f"{integration.identifier} render"
+        job: RenderJob = await call_again(
+            submit, runtime.retry, replayable=False, what=what, attempts=submit_attempts
+        )
+        job_id = job.id
+        journal.remember(integration.identifier, job_id)
+    else:
+        get_run_logger().info("resuming render %s submitted by an earlier run", job_id)
+
+    async def wait() -> RenderJob:
+        return await provider.wait_for_job(credentials, job_id)  # type: ignore[attr-defined]
+
     try:
-        return await provider.wait_for_job(credentials, job.id)  # type: ignore[attr-defined]
+        done = await call_again(
+            wait,
+            runtime.retry,
+            replayable=True,
+            what=f"render {job_id}",
+            attempts=runtime.retry.poll_attempts,
+        )
     except ProviderError as exc:
         if not fallback_allowed(exc):
+            journal.forget()  # the job failed: a new run may render again
             raise
         raise JobDeadlineExceeded(
-            f"lost track of render {job.id} ({type(exc).__name__}: {exc.message}); "
+            f"lost track of render {job_id} ({type(exc).__name__}: {exc.message}); "
             "not rendering elsewhere, as it may still finish and be billed",
             provider=integration.identifier,
-            details={"job_id": job.id},
+            details={"job_id": job_id},
         ) from None
+    return done
 
 
 def speech_request(text: str, settings: VoiceSettings, options: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +202,16 @@ async def synthesize_voice(
         provider = runtime.provider(integration.identifier)
         credentials = await runtime.credentials(organization_id, integration)
         request = speech_request(text, settings, integration.options)
-        async with provider_slot(integration.identifier):
-            result: SpeechResult = await provider.send_data(credentials, request)
+
+        async def speak() -> SpeechResult:
+            async with provider_slot(integration.identifier):
+                return await provider.send_data(credentials, request)
+
+        what = f"{integration.identifier} speech"
+        attempts = None if last_in_chain(settings.providers) else 1
+        result = await call_again(
+            speak, runtime.retry, replayable=False, what=what, attempts=attempts
+        )
     except Exception as exc:
         record_attempt(integration.identifier, exc)
         raise

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from arkyra.errors import BadRequest
-from arkyra.pipelines.fallback import current_attempts, pick, record_attempt
+from arkyra.pipelines.fallback import current_attempts, last_in_chain, pick, record_attempt
 from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import (
     Attempt,
@@ -24,6 +24,7 @@ from arkyra.pipelines.models import (
     StepResult,
     content_hash,
 )
+from arkyra.pipelines.resilience import call_again
 from arkyra.pipelines.runtime import get_runtime
 from arkyra.providers.ai._base import BaseAIProvider, ChatMessage, Completion, CompletionRequest
 from arkyra.providers.content.items import ContentItem
@@ -31,7 +32,11 @@ from arkyra.tasks._paid import paid_cache, paid_task_options
 
 
 async def complete(
-    organization_id: str, integration: Integration, request: CompletionRequest
+    organization_id: str,
+    integration: Integration,
+    request: CompletionRequest,
+    *,
+    attempts: int | None = None,
 ) -> tuple[Completion, Decimal | None]:
     """One completion from one provider, and its cost (None when the price is unknown)."""
     runtime = get_runtime()
@@ -41,8 +46,15 @@ async def complete(
     credentials = await runtime.credentials(organization_id, integration)
     if integration.options.get("model"):
         request = request.model_copy(update={"model": str(integration.options["model"])})
-    async with provider_slot(integration.identifier):
-        completion = await provider.generate_completion(credentials, request)
+
+    async def ask() -> Completion:
+        async with provider_slot(integration.identifier):
+            return await provider.generate_completion(credentials, request)
+
+    what = f"{integration.identifier} completion"
+    completion = await call_again(
+        ask, runtime.retry, replayable=False, what=what, attempts=attempts
+    )
     try:
         cost: Decimal | None = provider.estimate_cost(request, usage=completion.usage)
     except Exception:  # no price for this model: the summary shows '-'
@@ -151,7 +163,8 @@ async def _run_chain(
 ) -> StepResult:
     _, integration = pick(chain)
     try:
-        completion, cost = await complete(organization_id, integration, request)
+        attempts = None if last_in_chain(chain) else 1  # else the next provider is tried
+        completion, cost = await complete(organization_id, integration, request, attempts=attempts)
     except Exception as exc:
         record_attempt(integration.identifier, exc)
         raise
