@@ -28,6 +28,7 @@ from prefect import Task
 from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.locking.filesystem import FileSystemLockManager
+from prefect.logging import get_logger
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
 from arkyra.pipelines.fallback import retry_if_fallback_allowed
@@ -101,6 +102,36 @@ class ResultsLockManager(FileSystemLockManager):
             key, self._owner(holder)
         )
 
+    def _get_lock_info(self, key: str, use_cache: bool = True) -> Any:
+        try:
+            return super()._get_lock_info(key, use_cache=use_cache)
+        except ValueError:
+            return self._torn_lock(key)
+
+    async def _aget_lock_info(self, key: str, use_cache: bool = True) -> Any:
+        try:
+            return await super()._aget_lock_info(key, use_cache=use_cache)
+        except ValueError:
+            return self._torn_lock(key)
+
+    def _torn_lock(self, key: str) -> dict[str, Any] | None:
+        """A lock file that does not parse: Prefect creates it empty, then writes it.
+
+        Young, it is being written: treat the key as locked by someone unknown. Older than a
+        few seconds, its writer was killed in between: remove it, or the key stays locked
+        forever.
+        """
+        path = Path(self._lock_path_for_key(key))
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if age < TORN_LOCK_GRACE_SECONDS:
+            return {"holder": "", "expiration": None, "path": path}
+        path.unlink(missing_ok=True)
+        self._locks.pop(key, None)
+        return None
+
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
         if not super().is_locked(key, use_cache=use_cache):
             return False
@@ -110,6 +141,10 @@ class ResultsLockManager(FileSystemLockManager):
         Path(info["path"]).unlink(missing_ok=True)
         self._locks.pop(key, None)
         return False
+
+
+#: How long an unreadable lock file may be "being written" before it counts as abandoned.
+TORN_LOCK_GRACE_SECONDS = 5.0
 
 
 def _held_by_dead_process(owner: str) -> bool:
@@ -163,6 +198,29 @@ class PendingJobs:
         self.path.unlink(missing_ok=True)
 
 
+def set_aside_torn_result(key: str) -> None:
+    """Move away a result file that a killed worker left half-written.
+
+    Prefect writes result files in place, so a worker killed mid-write leaves one that no
+    later run can read: the task would fail on it forever. Unless a live process holds the key's
+    lock (it may be writing right now), an unreadable file is renamed ``<key>.torn-<time>``; the
+    task then runs again and resumes the vendor job noted by :class:`PendingJobs`, so nothing is
+    paid twice.
+    """
+    path = results_path() / key
+    try:
+        json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        if ResultsLockManager().is_locked(key):
+            return
+        path.rename(path.with_name(f"{key}.torn-{int(time.time())}"))
+        get_logger("arkyra.tasks").warning(
+            "result %s was cut off by a stopped worker; it is set aside and redone", key
+        )
+
+
 def _refresh_requested() -> bool:
     """Whether the running task was asked to do its work again (``refresh_cache``)."""
     context = TaskRunContext.get()
@@ -180,7 +238,9 @@ def cache_key(kind: str, fingerprint: Callable[[dict[str, Any]], str]) -> Callab
     """A ``cache_key_fn`` naming results ``<kind>-<fingerprint(parameters)>``."""
 
     def key(_context: Any, parameters: dict[str, Any]) -> str:
-        return f"{kind}-{fingerprint(parameters)}"
+        name = f"{kind}-{fingerprint(parameters)}"
+        set_aside_torn_result(name)
+        return name
 
     key.__name__ = f"{kind}_cache_key"
     return key

@@ -42,8 +42,18 @@ with use_runtime(PipelineRuntime(settings=settings, slot_scope="process")):
 
 
 def finished_renders(results: Path) -> int:
-    """Render results Prefect has stored (files named by cache key ``video-<hash>``)."""
-    return sum(1 for path in results.glob("video-*") if path.is_file())
+    """Render results Prefect has stored completely (files named by cache key ``video-<hash>``).
+
+    A file the kill cut off half-way is not a stored result (the next run cannot read it and
+    resumes the vendor job instead), so only files that parse are counted."""
+    count = 0
+    for path in results.glob("video-*"):
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        count += 1
+    return count
 
 
 def start_worker(script: Path, spec: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

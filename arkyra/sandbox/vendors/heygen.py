@@ -495,13 +495,14 @@ def _signed_video_url(state: SandboxState, job: SandboxJob) -> str:
     ttl = state.store(IDENTIFIER).get("url_ttl_seconds")
     if ttl is None:
         return url
-    return f"{url}?expires={time.time() + float(ttl):.3f}&signature=sandbox"
+    expires = int((time.time() + float(ttl)) * 1000) / 1000  # rounded down, never later
+    return f"{url}?expires={expires:.3f}&signature=sandbox"
 
 
 def _expired(request: Request) -> bool:
     raw = request.query_params.get("expires")
     try:
-        return raw is not None and float(raw) < time.time()
+        return raw is not None and float(raw) <= time.time()
     except ValueError:
         return True
 
