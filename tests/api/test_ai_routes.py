@@ -352,3 +352,57 @@ async def test_end_to_end_against_the_sandboxed_vendors(
     body = response.json()
     assert body["choices"][0]["message"]["content"]
     assert body["usage"]["completion_tokens"] > 0
+
+
+async def test_the_official_openai_client_through_the_door(
+    client_for, ai_settings: Settings, sandbox_client: httpx.AsyncClient
+) -> None:
+    """openai.AsyncOpenAI against /v1/chat/completions: plain, JSON mode, and streamed, served
+    by the real OpenAI provider behind the router (the sandboxed vendor upstream)."""
+    openai = pytest.importorskip("openai")
+    api = await client_for()
+    api.app.state.ai_router = Router(  # type: ignore[attr-defined]
+        ai_settings,
+        db=api.app.state.db,  # type: ignore[attr-defined]
+        client=sandbox_client,
+        chain=ChainConfig(default=("openai",)),
+        breaker=CircuitBreaker(),
+    )
+    token = headers(ai_settings)["Authorization"].split(" ", 1)[1]
+    transport = api._transport  # the ASGI transport onto the app
+    client = openai.AsyncOpenAI(
+        api_key=token,
+        base_url=f"{API}/v1",
+        http_client=httpx.AsyncClient(transport=transport, base_url=API),
+        max_retries=0,
+    )
+    messages = [{"role": "user", "content": "Say hello"}]
+
+    plain = await client.chat.completions.create(model="gpt-6-luna", messages=messages)
+    assert plain.choices[0].message.content
+    assert plain.usage is not None
+    assert plain.usage.completion_tokens > 0
+
+    as_json = await client.chat.completions.create(
+        model="gpt-6-luna",
+        messages=[{"role": "user", "content": "Give me a JSON object with a greeting"}],
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(as_json.choices[0].message.content or ""), dict)
+
+    stream = await client.chat.completions.create(
+        model="gpt-6-luna",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces: list[str] = []
+    usage = None
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    assert "".join(pieces)
+    assert usage is not None
+    assert usage.completion_tokens > 0
+    await client.close()
