@@ -262,8 +262,49 @@ class SecretScan(logging.Handler):
 _scan = SecretScan()
 
 
+SHOWN_ONCE = re.compile(r'"signing_secret":\s*"whsec_[^"]*"')
+
+
+class ScanResponseBodies:
+    """ASGI middleware for every app the suite builds: response bodies go through the same scan."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def scanning_send(message) -> None:  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.body" and message.get("body"):
+                # The one deliberate exception: a generated webhook secret, shown once at connect.
+                text = SHOWN_ONCE.sub("", bytes(message["body"]).decode("latin-1"))
+                for pattern in SECRET_PATTERNS:
+                    match = pattern.search(text)
+                    if match:
+                        _scan.findings.append(
+                            f"{_scan.current}: response to {scope.get('path')}: "
+                            f"...{match.group(0)[:12]}..."
+                        )
+                        break
+            await send(message)
+
+        await self.app(scope, receive, scanning_send)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger().addHandler(_scan)
+    import arkyra.api.app as api_app
+
+    original = api_app.create_app
+
+    def create_app_with_scan(*args, **kwargs):  # type: ignore[no-untyped-def]
+        app = original(*args, **kwargs)
+        app.add_middleware(ScanResponseBodies)
+        return app
+
+    api_app.create_app = create_app_with_scan
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
