@@ -196,6 +196,10 @@ class ThirdPartyProvider(ABC):
             raise InvalidInput(f"invalid credentials for {cls.identifier}", errors)
         return clean
 
+    def api_key(self, credentials: Mapping[str, str]) -> str:
+        """The ``api_key`` credential; ``InvalidCredentials`` when it is missing."""
+        return require_credential(credentials, "api_key", self.identifier)
+
     def fingerprint(self, secret: str) -> str:
         """A keyed, non-reversible account id for vendors that return no identity."""
         key = self.settings.require("fingerprint_key").encode()
@@ -330,6 +334,14 @@ class ThirdPartyProvider(ABC):
     ) -> Any:
         response = await self.request("POST", path, credentials, json_body=body, **kwargs)
         return _json(response, self.identifier)
+
+
+def require_credential(credentials: Mapping[str, str], name: str, provider: str) -> str:
+    """The credential ``name``; a missing one raises ``InvalidCredentials`` naming the field."""
+    value = credentials.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidCredentials(f"the credential field {name!r} is missing", provider=provider)
+    return value.strip()
 
 
 def redact(error: ProviderError, secrets: Any) -> ProviderError:

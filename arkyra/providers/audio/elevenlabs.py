@@ -28,7 +28,6 @@ from arkyra.providers.audio.speech import (
     SpeechResult,
     Voice,
     parse_speech_request,
-    require_credential,
 )
 from arkyra.providers.base import (
     AccountInfo,
@@ -36,6 +35,7 @@ from arkyra.providers.base import (
     NoInput,
     api_key_field,
     expose,
+    require_credential,
     third_party,
 )
 

@@ -24,9 +24,15 @@ from arkyra.providers.audio.speech import (
     SpeechResult,
     Voice,
     parse_speech_request,
-    require_credential,
 )
-from arkyra.providers.base import AccountInfo, ExposedInput, api_key_field, expose, third_party
+from arkyra.providers.base import (
+    AccountInfo,
+    ExposedInput,
+    api_key_field,
+    expose,
+    require_credential,
+    third_party,
+)
 
 MurfFormat = Literal["MP3", "WAV", "FLAC", "PCM", "OGG"]
 

@@ -25,7 +25,6 @@ from arkyra.providers.audio.speech import (
     SpeechResult,
     Voice,
     parse_speech_request,
-    require_credential,
 )
 from arkyra.providers.base import (
     AccountInfo,
@@ -33,6 +32,7 @@ from arkyra.providers.base import (
     ExposedInput,
     api_key_field,
     expose,
+    require_credential,
     third_party,
 )
 from arkyra.providers.jobs import JobStatus, RenderJob, poll_job

@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arkyra.config import Settings
-from arkyra.errors import InvalidCredentials, InvalidInput, JobFailed, ProviderError, Transient
+from arkyra.errors import InvalidInput, JobFailed, ProviderError, Transient
 from arkyra.media.store import MediaStore, StoredMedia, normalise_content_type
 from arkyra.providers.base import ThirdPartyProvider
 
@@ -83,14 +83,6 @@ def parse_speech_request(model: type[R], data: Any, provider: str) -> R:
     except ValidationError as exc:
         errors = {".".join(map(str, e["loc"])) or "input": e["msg"] for e in exc.errors()}
         raise InvalidInput(f"invalid speech request for {provider}", errors) from None
-
-
-def require_credential(credentials: Mapping[str, str], name: str, provider: str) -> str:
-    """The credential ``name``; a missing one raises ``InvalidCredentials`` naming the field."""
-    value = credentials.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidCredentials(f"the credential field {name!r} is missing", provider=provider)
-    return value.strip()
 
 
 class SpeechProvider(ThirdPartyProvider):

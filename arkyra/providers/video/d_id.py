@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from arkyra.errors import InvalidCredentials, InvalidInput, ProviderError, QuotaExhausted
+from arkyra.errors import InvalidInput, ProviderError, QuotaExhausted
 from arkyra.http.paginate import CursorPaginator
 from arkyra.providers.base import (
     AccountInfo,
@@ -185,7 +185,7 @@ class DIdProvider(RenderProvider):
     default_base_url = "https://api.d-id.com"
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
-        return {"Authorization": f"Basic {_api_key(credentials, self.identifier)}"}
+        return {"Authorization": f"Basic {self.api_key(credentials)}"}
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class DIdProvider(RenderProvider):
             body = response.text.strip()[:300] or None
         kind, description = _error_parts(body)
         fallback = response.reason_phrase or f"HTTP {response.status_code}"
-        message = _redact(description or kind or fallback, response)
+        message = description or kind or fallback
         if kind in QUOTA_KINDS:
             return QuotaExhausted(
                 message, provider=self.identifier, status=response.status_code, code=kind
@@ -211,7 +211,7 @@ class DIdProvider(RenderProvider):
         credits = body.get("credits") if isinstance(body, dict) else None
         owner = credits[0].get("owner_id") if credits and isinstance(credits[0], dict) else None
         return AccountInfo(
-            id=str(owner) if owner else self.fingerprint(_api_key(credentials, self.identifier)),
+            id=str(owner) if owner else self.fingerprint(self.api_key(credentials)),
             name=credentials.get("label") or self.title,
         )
 
@@ -282,23 +282,6 @@ class DIdProvider(RenderProvider):
         items = body if isinstance(body, list) else []
         found = [_voice(v) for v in items if isinstance(v, dict) and v.get("id")]
         return [v for v in found if _voice_matches(v, params)]
-
-
-def _api_key(credentials: Mapping[str, str], provider: str) -> str:
-    key = credentials.get("api_key")
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidCredentials("no API key is configured", provider=provider)
-    return key.strip()
-
-
-def _redact(text: str, response: httpx.Response) -> str:
-    """Remove the request's key from vendor text, in case the vendor echoed it."""
-    try:
-        header = response.request.headers.get("authorization", "")
-    except RuntimeError:  # a response built without a request
-        header = ""
-    secret = header.partition(" ")[2]
-    return text.replace(secret, "[redacted]") if len(secret) >= 4 else text
 
 
 def _presenter(item: dict[str, Any]) -> Presenter:

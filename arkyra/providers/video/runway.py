@@ -17,7 +17,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from arkyra.errors import InvalidCredentials, InvalidInput, ProviderError
+from arkyra.errors import InvalidInput, ProviderError
 from arkyra.http.paginate import CursorPaginator
 from arkyra.providers.base import (
     AccountInfo,
@@ -150,7 +150,7 @@ class RunwayProvider(RenderProvider):
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         return {
-            "Authorization": f"Bearer {_api_key(credentials, self.identifier)}",
+            "Authorization": f"Bearer {self.api_key(credentials)}",
             "X-Runway-Version": API_VERSION,
         }
 
@@ -164,7 +164,7 @@ class RunwayProvider(RenderProvider):
             body = None
         error = body.get("error") if isinstance(body, dict) else None
         text = str(error)[:500] if error else response.text.strip()[:300]
-        message = _redact(text or response.reason_phrase or "error", response)
+        message = text or response.reason_phrase or "error"
         error = self.error_from_status(response, message=message)
         if response.status_code in VENDOR_RETRYABLE:
             # Runway documents these as safe to repeat (no task was started), POSTs included.
@@ -177,7 +177,7 @@ class RunwayProvider(RenderProvider):
         """``GET /v1/organization``: proves the key (401 when wrong); no identity comes back."""
         await self.get_json("/v1/organization", credentials)
         return AccountInfo(
-            id=self.fingerprint(_api_key(credentials, self.identifier)),
+            id=self.fingerprint(self.api_key(credentials)),
             name=credentials.get("label") or self.title,
         )
 
@@ -245,23 +245,6 @@ class RunwayProvider(RenderProvider):
         items = await paginator.collect(fetch)
         voices = [_voice(v) for v in items if isinstance(v, dict) and v.get("id")]
         return [v for v in voices if params.status in (None, v.status)]
-
-
-def _api_key(credentials: Mapping[str, str], provider: str) -> str:
-    key = credentials.get("api_key")
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidCredentials("no API key is configured", provider=provider)
-    return key.strip()
-
-
-def _redact(text: str, response: httpx.Response) -> str:
-    """Remove the request's key from vendor text, in case the vendor echoed it."""
-    try:
-        header = response.request.headers.get("authorization", "")
-    except RuntimeError:  # a response built without a request
-        header = ""
-    secret = header.partition(" ")[2]
-    return text.replace(secret, "[redacted]") if len(secret) >= 4 else text
 
 
 def _voice(item: dict[str, Any]) -> Voice:

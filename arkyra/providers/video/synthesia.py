@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from arkyra.errors import InvalidCredentials, InvalidInput, ProviderError
+from arkyra.errors import InvalidInput, ProviderError
 from arkyra.http.paginate import CursorPaginator
 from arkyra.http.retry import parse_retry_after
 from arkyra.providers.base import (
@@ -164,7 +164,7 @@ class SynthesiaProvider(RenderProvider):
     default_base_url = "https://api.synthesia.io"
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
-        return {"Authorization": _api_key(credentials, self.identifier)}
+        return {"Authorization": self.api_key(credentials)}
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class SynthesiaProvider(RenderProvider):
         code = body.get("error") if isinstance(body, dict) else None
         return self.error_from_status(
             response,
-            message=_redact(_message(body, fallback), response),
+            message=_message(body, fallback),
             code=code if isinstance(code, str) and len(code) <= 80 else None,
         )
 
@@ -198,7 +198,7 @@ class SynthesiaProvider(RenderProvider):
         """List one video: the cheapest call that proves the key (403 when it is wrong)."""
         await self.get_json("/v2/videos", credentials, params={"limit": 1})
         return AccountInfo(
-            id=self.fingerprint(_api_key(credentials, self.identifier)),
+            id=self.fingerprint(self.api_key(credentials)),
             name=credentials.get("label") or self.title,
         )
 
@@ -265,22 +265,6 @@ class SynthesiaProvider(RenderProvider):
             items=lambda body: list(body.get("templates") or []),
         )
         return [_template(item) for item in await paginator.collect(fetch) if _has_id(item)]
-
-
-def _api_key(credentials: Mapping[str, str], provider: str) -> str:
-    key = credentials.get("api_key")
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidCredentials("no API key is configured", provider=provider)
-    return key.strip()
-
-
-def _redact(text: str, response: httpx.Response) -> str:
-    """Remove the request's key from vendor text, in case the vendor echoed it."""
-    try:
-        secret = response.request.headers.get("authorization", "")
-    except RuntimeError:  # a response built without a request
-        secret = ""
-    return text.replace(secret, "[redacted]") if len(secret) >= 4 else text
 
 
 def _has_id(item: Any) -> bool:
