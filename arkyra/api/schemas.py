@@ -36,7 +36,7 @@ class ConnectRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"fields": {"api_key": "hg_0123456789abcdef"}, "label": "Marketing"}]
+            "examples": [{"fields": {"api_key": "<your HeyGen API key>"}, "label": "Marketing"}]
         },
     )
 
