@@ -226,12 +226,16 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
 
 # -- a secret scan over every log record the whole suite produces --------------------------------
 
+# A key prefix counts only where a token starts: random url-safe values the app itself makes
+# (CSRF tokens, request ids) can hold "-sk-" or "_hg_" by chance, and are not credentials.
+_NOT_INSIDE_A_TOKEN = r"(?<![A-Za-z0-9_-])"
+
 SECRET_PATTERNS = [
-    re.compile(r"whsec_[A-Za-z0-9+/]{20,}"),
+    re.compile(_NOT_INSIDE_A_TOKEN + r"whsec_[A-Za-z0-9+/]{20,}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"),
-    re.compile(r"\bphx_[A-Za-z0-9]{12,}"),
-    re.compile(r"\bhg_[A-Za-z0-9_]{8,}"),
+    re.compile(_NOT_INSIDE_A_TOKEN + r"sk-[A-Za-z0-9_-]{12,}"),
+    re.compile(_NOT_INSIDE_A_TOKEN + r"phx_[A-Za-z0-9]{12,}"),
+    re.compile(_NOT_INSIDE_A_TOKEN + r"hg_[A-Za-z0-9_]{8,}"),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     re.compile(re.escape(TEST_ENCRYPTION_KEY.split(":", 1)[1])),
 ]
