@@ -266,7 +266,10 @@ class SecretScan(logging.Handler):
 _scan = SecretScan()
 
 
-SHOWN_ONCE = re.compile(r'"signing_secret":\s*"whsec_[^"]*"')
+# The API's JSON field and the dashboard's read-only field for a generated webhook secret.
+SHOWN_ONCE = re.compile(
+    r'"signing_secret":\s*"whsec_[^"]*"|id="signing-secret"[^>]*value="whsec_[^"]*"'
+)
 
 
 class ScanResponseBodies:

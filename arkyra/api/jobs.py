@@ -30,6 +30,8 @@ from arkyra.providers.jobs import RenderJob
 log = get_logger("arkyra.api.jobs")
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+#: The most jobs one listing returns.
+MAX_RECENT_JOBS = 100
 
 #: Reports progress (0..1) while the work runs.
 ProgressCallback = Callable[[float | None], Awaitable[None]]
@@ -184,6 +186,34 @@ class JobRunner:
                 await self._mark_interrupted([row.id])
                 return JobView.of(row, status=JobState.INTERRUPTED.value)
             return JobView.of(row)
+
+    async def recent(
+        self,
+        organization_id: str,
+        *,
+        integration_id: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+    ) -> list[JobView]:
+        """This organization's jobs, newest first; stale active ones reported as interrupted."""
+        query = (
+            select(Job)
+            .where(Job.organization_id == organization_id)
+            .order_by(Job.created_at.desc(), Job.id)
+            .limit(max(1, min(limit, MAX_RECENT_JOBS)))
+        )
+        if integration_id is not None:
+            query = query.where(Job.integration_id == integration_id)
+        if status is not None:
+            query = query.where(Job.status == status)
+        async with self.db.sessions() as session:
+            rows = list(await session.scalars(query))
+        stale = [row.id for row in rows if self._is_stale(row)]
+        await self._mark_interrupted(stale)
+        return [
+            JobView.of(row, status=JobState.INTERRUPTED.value if row.id in stale else None)
+            for row in rows
+        ]
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -244,6 +244,43 @@ class JobResponse(BaseModel):
     finished_at: datetime | None = None
 
 
+class DeliveryLogResponse(BaseModel):
+    """One outgoing delivery of an automation integration, with its latest attempt.
+
+    ``id`` stays the same across retries (receivers de-duplicate on it); ``next_attempt_at``
+    is set while a retry is pending."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "msg_2Yh9dQ0cJ3mB8rV1xK5nLw",
+                    "event_type": "pipeline.item.completed",
+                    "status": "pending",
+                    "attempts": 2,
+                    "last_status": 503,
+                    "last_error": "HTTP 503 from the receiver",
+                    "latency_ms": 41.7,
+                    "created_at": "2026-11-25T17:00:00+00:00",
+                    "next_attempt_at": "2026-11-25T17:00:35+00:00",
+                    "delivered_at": None,
+                }
+            ]
+        }
+    )
+
+    id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed", "disabled"]
+    attempts: int
+    last_status: int | None = None
+    last_error: str | None = None
+    latency_ms: float | None = None
+    created_at: datetime
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
 class HealthResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 

@@ -56,6 +56,8 @@ JITTER = 0.2
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 DEFAULT_LEASE_SECONDS = 120.0
 MAX_ERROR_CHARS = 1000
+#: The most entries one delivery-log listing returns.
+MAX_DELIVERY_LOG = 500
 
 Clock = Callable[[], datetime]
 
@@ -474,7 +476,7 @@ async def delivery_log(
             Delivery.organization_id == organization_id, Delivery.integration_id == integration_id
         )
         .order_by(Delivery.created_at.desc(), Delivery.id)
-        .limit(max(1, min(limit, 500)))
+        .limit(max(1, min(limit, MAX_DELIVERY_LOG)))
     )
     if status is not None:
         query = query.where(Delivery.status == status)

@@ -21,7 +21,9 @@ from arkyra.config import Settings
 from arkyra.credentials.mirror import PrefectBlockMirror
 from arkyra.credentials.store import CredentialStore
 from arkyra.db.session import Database
+from arkyra.http.ssrf import Resolver
 from arkyra.providers import ThirdPartyProvider, get_provider
+from arkyra.providers.automation._hooks import HookProvider
 from arkyra.ratelimit import RateLimiter
 from arkyra.security.tokens import mint_token
 from arkyra.security.vault import Vault
@@ -39,11 +41,15 @@ class Vendors:
     client: httpx.AsyncClient
     override: httpx.AsyncClient | None = None
     made: list[ThirdPartyProvider] = field(default_factory=list)
+    #: DNS for the automation providers' SSRF guard (a test's table instead of real look-ups).
+    resolver: Resolver | None = None
 
     def __call__(self, identifier: str) -> ThirdPartyProvider:
         provider = get_provider(
             identifier, settings=self.settings, client=self.override or self.client
         )
+        if self.resolver is not None and isinstance(provider, HookProvider):
+            provider.resolver = self.resolver
         self.made.append(provider)
         return provider
 

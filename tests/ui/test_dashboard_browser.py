@@ -92,6 +92,32 @@ def test_connect_browse_and_disconnect_heygen(page: Page, live: LiveDashboard) -
     screenshot(page, "06-disconnected")
 
 
+def test_a_generated_webhook_secret_is_shown_once_then_the_panel_lists_deliveries(
+    page: Page, live: LiveDashboard
+) -> None:
+    sign_in(page, live)
+    page.get_by_role("link", name="Connect Webhooks").click()
+    dialog = page.locator("dialog#modal")
+    dialog.get_by_label("Endpoint URL").fill(f"{live.sandbox.url}/receiver/browser-hook")
+    dialog.get_by_role("button", name="Connect").click()
+    secret_field = dialog.get_by_label("Signing secret")
+    expect(secret_field).to_be_visible()
+    expect(secret_field).to_be_focused()  # ready to copy
+    secret = secret_field.input_value()
+    assert secret.startswith("whsec_")
+    expect(dialog).to_contain_text("shown only this once")
+    screenshot(page, "07-webhook-secret-once")
+
+    dialog.get_by_role("link", name="Done").click()
+    page.wait_for_url(re.compile(r"/\?connected=webhooks$"))
+    assert secret not in page.content()
+    card(page, "webhooks").get_by_role("link", name=re.compile("^Manage Webhooks")).click()
+    expect(page.get_by_role("heading", name="Recent deliveries")).to_be_visible()
+    expect(page.get_by_role("heading", name="Recent jobs")).to_be_visible()
+    assert secret not in page.content()
+    screenshot(page, "08-webhook-panel")
+
+
 def test_required_fields_are_checked_in_the_browser(page: Page, live: LiveDashboard) -> None:
     sign_in(page, live)
     posts: list[str] = []

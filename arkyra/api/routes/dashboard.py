@@ -30,19 +30,22 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
+from arkyra.api.activity import recent_activity
 from arkyra.api.cache import FunctionCache, is_list_function
 from arkyra.api.deps import (
     DEFAULT_LIMITS,
     CacheDep,
     DbDep,
+    JobsDep,
     LimiterDep,
     ProviderFactoryDep,
     SettingsDep,
     StoreDep,
     route_key,
 )
-from arkyra.api.jobs import to_jsonable
+from arkyra.api.jobs import JobRunner, to_jsonable
 from arkyra.api.logging import get_logger, redact, remember_secrets
+from arkyra.api.routes.third_party import take_generated_secret
 from arkyra.api.session import (
     CSRF_FIELD,
     CsrfRejected,
@@ -468,9 +471,12 @@ async def connect(
         context = _connect_context(cls, values=values, **kwargs)
         return render(request, "connect.html", context, status=status, session=session)
 
+    provider = store.provider(identifier)
     try:
         cls.validate_credentials(values)
-        integration = await store.connect(session.principal.organization_id, identifier, values)
+        integration = await store.connect(
+            session.principal.organization_id, identifier, values, provider=provider
+        )
     except InvalidInput as exc:
         errors = {name: redact(text, secrets) for name, text in exc.errors.items()}
         return again(422, errors=errors, failure="Some fields need attention.")
@@ -488,6 +494,14 @@ async def connect(
         return again(400, failure=f"{cls.title} refused the connection: {reason}")
     await _forget_cached(cache, integration.id)
     log.info("dashboard connected %s integration %s", identifier, integration.id)
+    signing_secret = take_generated_secret(provider)
+    if signing_secret:  # generated for this connect: this page is the only place it is shown
+        context = {
+            "provider": catalogue_entry(cls),
+            "integration": integration,
+            "signing_secret": signing_secret,
+        }
+        return render(request, "connected.html", context, session=session)
     return redirect(request, f"/?connected={identifier}")
 
 
@@ -517,22 +531,31 @@ async def _integration(
     return await store.get(session.principal.organization_id, integration_id)
 
 
+async def _panel(
+    integration: Integration, cls: type[ThirdPartyProvider], jobs: JobRunner, db: Database
+) -> dict[str, Any]:
+    """What every view of one integration shows: details, list functions, recent activity."""
+    return {
+        "integration": integration,
+        "provider": catalogue_entry(cls),
+        "functions": browsable_functions(cls),
+        "activity": await recent_activity(jobs, db, integration, cls.category),
+    }
+
+
 @router.get("/ui/integrations/{integration_id}", response_class=HTMLResponse)
 async def integration_page(
-    request: Request, integration_id: str, session: SessionDep, store: StoreDep
+    request: Request,
+    integration_id: str,
+    session: SessionDep,
+    store: StoreDep,
+    jobs: JobsDep,
+    db: DbDep,
 ) -> Response:
     integration = await _integration(store, session, integration_id)
     cls = _provider_or_404(integration.identifier)
-    return render(
-        request,
-        "integration.html",
-        {
-            "integration": integration,
-            "provider": catalogue_entry(cls),
-            "functions": browsable_functions(cls),
-        },
-        session=session,
-    )
+    context = await _panel(integration, cls, jobs, db)
+    return render(request, "integration.html", context, session=session)
 
 
 @router.get("/ui/integrations/{integration_id}/disconnect", response_class=HTMLResponse)
@@ -574,6 +597,8 @@ async def browse_function(
     store: StoreDep,
     cache: CacheDep,
     providers: ProviderFactoryDep,
+    jobs: JobsDep,
+    db: DbDep,
     q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """A list function's items as a table, with a search box."""
@@ -581,15 +606,8 @@ async def browse_function(
     cls = _provider_or_404(integration.identifier)
     if name not in browsable_functions(cls):
         raise NotFound(name)
-    context: dict[str, Any] = {
-        "integration": integration,
-        "provider": catalogue_entry(cls),
-        "functions": browsable_functions(cls),
-        "function": name,
-        "q": q,
-        "problem": None,
-        "table": None,
-    }
+    context = await _panel(integration, cls, jobs, db)
+    context.update({"function": name, "q": q, "problem": None, "table": None})
     try:
         items = await _list_items(store, cache, providers, integration, name)
     except NeedsReconnect:

@@ -11,9 +11,9 @@ import asyncio
 import inspect
 import json
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ValidationError
 
 from arkyra.api import schemas
@@ -22,6 +22,7 @@ from arkyra.api.cache import FunctionCache, is_list_function
 from arkyra.api.deps import (
     AdminDep,
     CacheDep,
+    DbDep,
     JobsDep,
     ProviderFactoryDep,
     StoreDep,
@@ -43,6 +44,7 @@ from arkyra.api.schemas import (
 )
 from arkyra.credentials import CredentialStore
 from arkyra.db.models import IntegrationStatus
+from arkyra.delivery.queue import MAX_DELIVERY_LOG, delivery_log
 from arkyra.errors import InvalidCredentials, InvalidInput, ProviderError, RateLimited, Transient
 from arkyra.providers import ThirdPartyProvider, all_providers, catalogue_entry, provider_class
 from arkyra.providers.jobs import RenderJob
@@ -165,7 +167,7 @@ async def connect(
         raise ConnectRejected(exc, secrets) from None
     await _invalidate(cache, integration.id)
     log.info("connected %s integration %s", identifier, integration.id)
-    signing_secret = _take_generated_secret(provider)
+    signing_secret = take_generated_secret(provider)
     return schemas.ConnectResponse(
         id=integration.id,
         identifier=integration.identifier,
@@ -174,7 +176,7 @@ async def connect(
     )
 
 
-def _take_generated_secret(provider: ThirdPartyProvider) -> str | None:
+def take_generated_secret(provider: ThirdPartyProvider) -> str | None:
     """The secret the provider generated while connecting (webhooks), once; kept out of logs."""
     take = getattr(provider, "take_generated_secret", None)
     secret = take() if callable(take) else None
@@ -199,6 +201,34 @@ async def delete_integration(
     await store.remove(principal.organization_id, integration_id)
     await _invalidate(cache, integration_id)
     log.info("removed integration %s", integration_id)
+
+
+# -- delivery log -----------------------------------------------------------------------------
+
+DeliveryState = Literal["pending", "delivered", "failed", "disabled"]
+
+
+@router.get(
+    "/{integration_id}/deliveries",
+    response_model=list[schemas.DeliveryLogResponse],
+    summary="An automation integration's delivery log",
+)
+async def deliveries(
+    integration_id: IntegrationId,
+    principal: Limited,
+    store: StoreDep,
+    db: DbDep,
+    status: DeliveryState | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_DELIVERY_LOG)] = 50,
+) -> list[dict[str, Any]]:
+    """Newest first: status, attempts, the last HTTP status and error, latency, next retry.
+
+    Integrations that take no deliveries (renders, content sources) have an empty log."""
+    integration = await store.get(principal.organization_id, integration_id)  # 404 otherwise
+    entries = await delivery_log(
+        db, principal.organization_id, integration.id, limit=limit, status=status
+    )
+    return [entry.to_dict() for entry in entries]
 
 
 # -- exposed functions ------------------------------------------------------------------------
