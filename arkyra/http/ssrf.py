@@ -15,9 +15,11 @@ work. Refusals raise :class:`~arkyra.errors.UnsafeURL`, whose message shows only
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
+import ssl
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -378,6 +380,13 @@ def safe_origin(url: str | httpx.URL) -> str:
 # -- the transport ------------------------------------------------------------------------------
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for every guarded client: loading the CA bundle costs tens of
+    milliseconds, and a guarded client is built per test delivery and per media download."""
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """Checks every request's host, then connects to the vetted address and nothing else.
 
@@ -397,7 +406,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.allow_loopback = allow_loopback
         self.resolver: Resolver = resolver or SystemResolver()
         self._inner = inner or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_keepalive_connections=0)
+            verify=shared_ssl_context(), limits=httpx.Limits(max_keepalive_connections=0)
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
