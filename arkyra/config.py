@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     claude_api_key: SecretStr | None = None
     mistral_api_key: SecretStr | None = None
 
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics requires `Authorization: Bearer <this token>`.",
+    )
+
     alerts_operator_orgs: list[str] = Field(
         default_factory=list,
         description="Organizations told about platform-wide events (a provider's breaker opening).",

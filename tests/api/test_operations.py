@@ -8,6 +8,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from arkyra.api.app import discover_routers
 from arkyra.config import Settings
@@ -151,3 +152,23 @@ async def test_create_app_wires_itself_from_settings(
             assert listed.json() == []
         client = app.state.http_client
     assert client.is_closed
+
+
+async def test_metrics_need_the_scrape_token_when_one_is_set(
+    make_app: Callable[..., FastAPI], db_settings: Settings
+) -> None:
+    token = "scrape-token-for-tests-0123456789"
+    app = make_app(db_settings.model_copy(update={"metrics_token": SecretStr(token)}))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=API_URL) as api:
+            missing = await api.get("/metrics")
+            wrong = await api.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+            basic = await api.get("/metrics", headers={"Authorization": f"Basic {token}"})
+            right = await api.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    for refused in (missing, wrong, basic):
+        assert refused.status_code == 401
+        assert "ARKYRA_METRICS_TOKEN" in refused.json()["message"]
+        assert token not in refused.text
+    assert right.status_code == 200
+    assert "arkyra_http_request_duration_seconds" in right.text
