@@ -20,7 +20,9 @@ settles or releases its reservation off the hot path. When nothing succeeds,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import json
 import logging
 import time
 import uuid
@@ -52,7 +54,12 @@ from arkyra.providers.base import get_provider
 from arkyra.router import metrics
 from arkyra.router.breaker import Admission, CircuitBreaker
 from arkyra.router.chain import Candidate, ChainConfig, Plan, plan
-from arkyra.router.idempotency import IdempotencyStore, request_fingerprint
+from arkyra.router.idempotency import (
+    Claim,
+    IdempotencyIncomplete,
+    IdempotencyStore,
+    request_fingerprint,
+)
 from arkyra.router.pricing import CHARS_PER_TOKEN, PriceTable, default_price_table
 from arkyra.router.quota import QuotaExceeded, QuotaService, Reservation
 from arkyra.router.usage import UsageWriter
@@ -246,10 +253,11 @@ class Router:
 
     # -- background work ---------------------------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -297,16 +305,12 @@ class Router:
             completion, route = await self._complete(ctx)
             return {"completion": completion.model_dump(mode="json"), "route": route.to_dict()}
 
-        fingerprint = request_fingerprint(ctx.request.model_dump(mode="json"))
         stored, replayed = await self.idempotency.run(  # type: ignore[union-attr]
-            ctx.organization_id, key, fingerprint, call
+            ctx.organization_id, key, _fingerprint(ctx.request), call
         )
-        completion = Completion.model_validate(stored["completion"])
-        route = RouteInfo.from_dict(stored["route"])
         if replayed:
-            route.replayed = True
-            route.overhead_ms = round((time.perf_counter() - ctx.started) * 1000, 3)
-        return completion, route
+            return _replay(ctx, stored)
+        return Completion.model_validate(stored["completion"]), RouteInfo.from_dict(stored["route"])
 
     async def _complete(self, ctx: _Context) -> tuple[Completion, RouteInfo]:
         async def call(candidate: Candidate, credentials: Mapping[str, str]) -> Completion:
@@ -324,14 +328,27 @@ class Router:
         request: CompletionRequest,
         *,
         request_id: str | None = None,
+        idempotency_key: str | None = None,
         credentials_for: CredentialsFor | None = None,
-    ) -> RoutedStream:
+    ) -> RoutedStream | ReplayedStream:
         """Start a streamed answer. Fallback happens until the first chunk arrives, never
         after it; awaiting this raises (AllProvidersFailed, QuotaExceeded, ...) before any
-        chunk is produced, so an API can still answer with a proper error status."""
+        chunk is produced, so an API can still answer with a proper error status.
+
+        With ``idempotency_key`` the key is claimed first: a stored answer (streamed or not)
+        comes back as a :class:`ReplayedStream` without calling anyone; a duplicate still in
+        flight raises ``IdempotencyInProgress`` at once; a failure before the stream starts
+        releases the key. How the stream's own end settles the key: :class:`RoutedStream`."""
         if not request.stream:
             request = request.model_copy(update={"stream": True})
         ctx = _Context(organization_id, request, request_id or uuid.uuid4().hex, credentials_for)
+        claim: Claim | None = None
+        if idempotency_key and self.idempotency is not None:
+            stored, claim = await self.idempotency.begin(
+                organization_id, idempotency_key, _fingerprint(request), wait=False
+            )
+            if claim is None:
+                return ReplayedStream(*_replay(ctx, stored or {}))
 
         async def call(
             candidate: Candidate, credentials: Mapping[str, str]
@@ -345,8 +362,19 @@ class Router:
                 ) from None
             return first, iterator
 
-        won = await self._route(ctx, call)
-        return RoutedStream(self, ctx, won)
+        try:
+            won = await self._route(ctx, call)
+        except BaseException as exc:
+            if claim is not None:  # nothing was streamed: the client may retry with the key
+                await self._settle_key(self.idempotency.release(claim, exc))  # type: ignore[union-attr]
+            raise
+        return RoutedStream(self, ctx, won, claim)
+
+    async def _settle_key(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run an idempotency write to its end even if this request is cancelled meanwhile."""
+        task = self._spawn(work)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)  # a failure is logged by _task_done
 
     # -- the attempt loop --------------------------------------------------------------------------
 
@@ -627,6 +655,24 @@ class Router:
         return out
 
 
+def _fingerprint(request: CompletionRequest) -> str:
+    """The request's identity for Idempotency-Key. Streamed or not is how the answer is
+    delivered, not what is asked, so both share a key (and old non-streamed hashes stay)."""
+    if request.stream:
+        request = request.model_copy(update={"stream": False})
+    return request_fingerprint(request.model_dump(mode="json"))
+
+
+def _replay(ctx: _Context, stored: Mapping[str, Any]) -> tuple[Completion, RouteInfo]:
+    """A stored answer as it is replayed (never billed again); a cut-off stream is refused."""
+    if stored.get("incomplete"):
+        raise IdempotencyIncomplete(dict(stored))
+    route = RouteInfo.from_dict(stored["route"])
+    route.replayed = True
+    route.overhead_ms = round((time.perf_counter() - ctx.started) * 1000, 3)
+    return Completion.model_validate(stored["completion"]), route
+
+
 async def _probe(provider: BaseAIProvider, credentials: Mapping[str, str]) -> bool:
     try:
         return bool(await provider.is_healthy(credentials))
@@ -640,14 +686,37 @@ class RoutedStream:
     After the first chunk there is no fallback: an error mid-stream is recorded on this attempt
     and raised to the consumer. Usage comes from the final chunk (or, if the vendor sent none, an
     estimate from the characters received); the reservation is settled when the stream ends.
+
+    With an Idempotency-Key ``claim``, the end of the stream settles the key:
+
+    - it ended normally: the assembled answer is stored like a non-streamed one (before the
+      consumer gets past the last chunk, so a retry after ``[DONE]`` replays);
+    - it failed or the consumer went away before any content was handed out: the key is
+      released, so a retry runs (the vendor may have billed the prompt of this attempt, which
+      is recorded; the client pays for one answer);
+    - it failed or the consumer went away after content was handed out: the vendor billed
+      every token it produced, so the usage is recorded and the partial answer is stored as
+      ``incomplete``. A retry with the key is refused with that partial answer
+      (:class:`IdempotencyIncomplete`) instead of silently buying a second answer; a new key
+      asks again. Replaying the fragment as if it were the answer would be worse: it looks
+      like success.
     """
 
-    def __init__(self, router: Router, ctx: _Context, won: _Won) -> None:
+    def __init__(
+        self, router: Router, ctx: _Context, won: _Won, claim: Claim | None = None
+    ) -> None:
         self._router = router
         self._ctx = ctx
         self._won = won
+        self._claim = claim
         self.route = router._route_info(ctx, won, Decimal(0))
         self._finished = False
+        self._usage: Usage | None = None
+        self._chars = 0
+        self._parts: list[str] = []  # kept only when the answer is stored under a key
+        self._finish_reason: str | None = None
+        self._chunk_model: str | None = None
+        self._settling: asyncio.Task[Any] | None = None
 
     @property
     def provider(self) -> str:
@@ -659,15 +728,11 @@ class RoutedStream:
 
     async def __aiter__(self) -> AsyncIterator[StreamChunk]:
         first, rest = self._won.result
-        usage: Usage | None = None
-        chars = 0
         error: BaseException | None = None
         try:
             chunk = first
             while True:
-                chars += len(chunk.delta)
-                if chunk.usage is not None:
-                    usage = chunk.usage
+                self._take(chunk)
                 yield chunk
                 try:
                     chunk = await anext(rest)
@@ -677,36 +742,128 @@ class RoutedStream:
             error = exc
             raise
         finally:
-            self._finish(usage, chars, error)
+            self._finish(error)
+        if self._settling is not None:  # stored before the consumer can say "done"
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._settling)
+
+    def _take(self, chunk: StreamChunk) -> None:
+        self._chars += len(chunk.delta)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        if self._claim is not None:
+            if chunk.delta:
+                self._parts.append(chunk.delta)
+            self._finish_reason = chunk.finish_reason or self._finish_reason
+            self._chunk_model = chunk.model or self._chunk_model
 
     async def aclose(self) -> None:
-        """Stop early (client went away): the attempt is still settled and recorded."""
+        """Stop early (client went away): the attempt is still settled and recorded, with the
+        characters received so far."""
         if not self._finished:
-            self._finish(None, 0, asyncio.CancelledError())
+            self._finish(asyncio.CancelledError())
         _, rest = self._won.result
         closer = getattr(rest, "aclose", None)
         if closer is not None:
             await closer()
 
-    def _finish(self, usage: Usage | None, chars: int, error: BaseException | None) -> None:
+    def _finish(self, error: BaseException | None) -> None:
         if self._finished:
             return
         self._finished = True
         extra = None
+        usage = self._usage
         if usage is None:
             # No usage from the vendor: bill our input bound and the characters we saw.
             usage = Usage(
                 input_tokens=self._won.candidate.worst_case_tokens
                 - min(self._ctx.request.max_tokens, self._won.candidate.info.max_output_tokens),
-                output_tokens=-(-chars // CHARS_PER_TOKEN),
+                output_tokens=-(-self._chars // CHARS_PER_TOKEN),
             )
             extra = {"usage_estimated": True}
         latency = time.perf_counter() - self._won.started
-        if isinstance(error, GeneratorExit | asyncio.CancelledError):
+        cancelled = isinstance(error, GeneratorExit | asyncio.CancelledError)
+        if cancelled:
             extra = {**(extra or {}), "cancelled": True}
-            error = None
         cost = self._router._finish_success(
-            self._ctx, self._won, usage, latency, error=error, extra=extra
+            self._ctx, self._won, usage, latency, error=None if cancelled else error, extra=extra
         )
         self.route.cost = cost
         self.route.attempts = self._won.attempts
+        if self._claim is not None:
+            self._settle_key(usage, error, cancelled)
+
+    def _settle_key(self, usage: Usage, error: BaseException | None, cancelled: bool) -> None:
+        """Store, mark incomplete or release the key (see the class docstring), in a task of
+        its own: this may run while the request is being cancelled."""
+        store = self._router.idempotency
+        claim = self._claim
+        assert store is not None
+        assert claim is not None
+        outcome = {
+            "completion": Completion(
+                provider=self.provider,
+                model=self._chunk_model or self.model,
+                content="".join(self._parts),
+                finish_reason=self._finish_reason,
+                usage=usage,
+                parsed=_parsed(self._ctx.request, self._parts) if error is None else None,
+            ).model_dump(mode="json"),
+            "route": self.route.to_dict(),
+        }
+        if error is None and not cancelled:
+            work = store.complete(claim, outcome)
+        elif self._chars == 0:
+            work = store.release(claim, error or asyncio.CancelledError())
+        else:
+            outcome["incomplete"] = {
+                "reason": "client_disconnected" if cancelled else "upstream_error",
+                "error": None if cancelled else f"{type(error).__name__}: {error}"[:300],
+            }
+            work = store.complete(claim, outcome, status="incomplete")
+        try:
+            self._settling = self._router._spawn(work)
+        except RuntimeError:  # no running loop (interpreter shutdown): the claim goes stale
+            work.close()
+            log.warning("could not settle Idempotency-Key for request %s", self._ctx.request_id)
+
+
+def _parsed(request: CompletionRequest, parts: list[str]) -> Any:
+    """The JSON answer of a JSON-mode stream, as a non-streamed completion would carry it."""
+    if request.response_format != "json":
+        return None
+    try:
+        return json.loads("".join(parts))
+    except ValueError:
+        return None
+
+
+class ReplayedStream:
+    """A stored answer played back as a stream (role, content, finish with usage): no provider
+    is called and nothing is billed."""
+
+    def __init__(self, completion: Completion, route: RouteInfo) -> None:
+        self.completion = completion
+        self.route = route
+
+    @property
+    def provider(self) -> str:
+        return self.completion.provider
+
+    @property
+    def model(self) -> str:
+        return self.completion.model
+
+    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        model = self.completion.model
+        yield StreamChunk(model=model)
+        if self.completion.content:
+            yield StreamChunk(delta=self.completion.content, model=model)
+        yield StreamChunk(
+            finish_reason=self.completion.finish_reason or "stop",
+            usage=self.completion.usage,
+            model=model,
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to close (the interface of :class:`RoutedStream`)."""

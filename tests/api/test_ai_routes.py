@@ -3,22 +3,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from limits.aio.storage import MemoryStorage
+from sqlalchemy import select
 
 from arkyra.api.app import create_app
 from arkyra.api.cache import MemoryFunctionCache
 from arkyra.config import Settings
+from arkyra.db.models import AIUsage
 from arkyra.db.session import Database
 from arkyra.errors import InvalidCredentials, Transient
+from arkyra.providers.ai._base import CompletionRequest, StreamChunk
 from arkyra.ratelimit import RateLimiter
 from arkyra.router.breaker import CircuitBreaker
 from arkyra.router.chain import ChainConfig
@@ -406,3 +411,274 @@ async def test_the_official_openai_client_through_the_door(
     assert usage is not None
     assert usage.completion_tokens > 0
     await client.close()
+
+
+# -- Idempotency-Key on streams -----------------------------------------------------------------
+
+
+class GatedAI(FakeAI):
+    """A fake whose stream holds its first chunk until ``gate`` is set (a request in flight)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+        self.called = asyncio.Event()
+
+    async def stream_completion(
+        self, credentials: Mapping[str, str], request: CompletionRequest
+    ) -> AsyncIterator[StreamChunk]:
+        first = True
+        async for chunk in super().stream_completion(credentials, request):
+            if first:
+                first = False
+                self.called.set()
+                await self.gate.wait()
+            yield chunk
+
+
+STREAM = {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def _chunks(response: httpx.Response) -> list[dict]:
+    events = _events(response.text)
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def _content(chunks: list[dict]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+
+
+async def _usage_rows(api: httpx.AsyncClient, db: Database) -> list[AIUsage]:
+    await api.app.state.ai_router.drain()  # type: ignore[attr-defined]
+    async with db.sessions() as session:
+        return list((await session.execute(select(AIUsage))).scalars())
+
+
+async def test_openai_compatible_stream_replays_a_repeated_key(
+    client_for, ai_settings: Settings, db: Database
+) -> None:
+    api = await client_for(fake_router(ai_settings, db))
+    await _with_keys(api)
+    auth = {**headers(ai_settings), "Idempotency-Key": "stream-1"}
+    first = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert first.status_code == 200, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert again.status_code == 200, again.text
+    assert again.headers["content-type"].startswith("text/event-stream")
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-arkyra-provider"] == "fa"
+    chunks = _chunks(again)
+    assert _content(chunks) == _content(_chunks(first)) == "answer from fa"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
+    assert chunks[0]["object"] == "chat.completion.chunk"
+    assert chunks[0]["id"] == _chunks(first)[0]["id"]  # the same completion, replayed
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]][-1] == "stop"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["total_tokens"] == 170
+
+    plain = await api.post(
+        "/v1/chat/completions", json={"messages": MESSAGES, "stream": False}, headers=auth
+    )
+    assert plain.status_code == 200, plain.text
+    assert plain.headers["idempotent-replayed"] == "true"
+    assert plain.json()["choices"][0]["message"]["content"] == "answer from fa"
+    assert plain.json()["usage"]["total_tokens"] == 170
+    fake = api.app.state.ai_router._providers["fa"]  # type: ignore[attr-defined]
+    assert len(fake.calls) == 1
+    assert len(await _usage_rows(api, db)) == 1
+
+
+async def test_openai_compatible_stream_replays_a_plain_answer(
+    client_for, ai_settings: Settings, db: Database
+) -> None:
+    api = await client_for(fake_router(ai_settings, db))
+    await _with_keys(api)
+    auth = {**headers(ai_settings), "Idempotency-Key": "plain-first"}
+    plain = await api.post("/v1/chat/completions", json={"messages": MESSAGES}, headers=auth)
+    assert plain.status_code == 200, plain.text
+    streamed = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert streamed.headers["idempotent-replayed"] == "true"
+    assert _content(_chunks(streamed)) == plain.json()["choices"][0]["message"]["content"]
+    fake = api.app.state.ai_router._providers["fa"]  # type: ignore[attr-defined]
+    assert len(fake.calls) == 1
+
+
+async def test_openai_compatible_stream_duplicate_in_flight_is_409(
+    client_for, ai_settings: Settings, db: Database
+) -> None:
+    gated = GatedAI("fa", settings=ai_settings)
+
+    def build(app: FastAPI) -> Router:
+        router = fake_router(ai_settings, db)(app)
+        router._providers["fa"] = gated
+        return router
+
+    api = await client_for(build)
+    await _with_keys(api)
+    auth = {**headers(ai_settings), "Idempotency-Key": "busy"}
+    first = asyncio.ensure_future(api.post("/v1/chat/completions", json=STREAM, headers=auth))
+    await gated.called.wait()
+    duplicate = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert duplicate.status_code == 409
+    assert duplicate.json()["error"] == "idempotency_in_progress"
+    assert duplicate.headers["Retry-After"] == "1"
+    other = await api.post(
+        "/v1/chat/completions",
+        json={**STREAM, "messages": [{"role": "user", "content": "x"}]},
+        headers=auth,
+    )
+    assert other.status_code == 422
+    assert "different request" in other.json()["message"]
+    gated.gate.set()
+    response = await first
+    assert response.status_code == 200
+    assert _content(_chunks(response)) == "answer from fa"
+    assert len(gated.calls) == 1
+
+
+async def test_openai_compatible_stream_failing_before_a_token_frees_the_key(
+    client_for, ai_settings: Settings, db: Database
+) -> None:
+    api = await client_for(fake_router(ai_settings, db, fa=[Transient("a")], fb=[Transient("b")]))
+    await _with_keys(api)
+    auth = {**headers(ai_settings), "Idempotency-Key": "retry-me"}
+    failed = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert failed.status_code == 502
+    retry = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert retry.status_code == 200
+    assert "idempotent-replayed" not in retry.headers
+    assert _content(_chunks(retry)) == "answer from fa"
+    rows = await _usage_rows(api, db)
+    assert sorted(r.success for r in rows) == [False, False, True]  # one answer billed
+
+
+async def test_openai_compatible_stream_cut_after_tokens_is_not_billed_twice(
+    client_for, ai_settings: Settings, db: Database
+) -> None:
+    api = await client_for(fake_router(ai_settings, db, fa=[MidStream(Transient("cut"))]))
+    await _with_keys(api)
+    auth = {**headers(ai_settings), "Idempotency-Key": "cut-off"}
+    cut = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert json.loads(_events(cut.text)[-1])["error"]["type"] == "Transient"
+    await api.app.state.ai_router.drain()  # type: ignore[attr-defined]
+    for body in (STREAM, {"messages": MESSAGES}):
+        retry = await api.post("/v1/chat/completions", json=body, headers=auth)
+        assert retry.status_code == 422
+        refused = retry.json()
+        assert refused["error"] == "idempotency_incomplete"
+        assert refused["reason"] == "upstream_error"
+        assert refused["partial"]["content"] == "part0 "
+        assert "new Idempotency-Key" in refused["message"]
+    fake = api.app.state.ai_router._providers["fa"]  # type: ignore[attr-defined]
+    assert len(fake.calls) == 1
+    rows = await _usage_rows(api, db)
+    assert [(r.success, r.output_tokens > 0) for r in rows] == [(False, True)]
+
+
+async def test_the_official_openai_client_stream_with_an_idempotency_key(
+    client_for,
+    ai_settings: Settings,
+    db: Database,
+    sandbox_state,
+    sandbox_client: httpx.AsyncClient,
+) -> None:
+    """openai.AsyncOpenAI streams twice with the same Idempotency-Key: the vendor (sandbox) is
+    called and billed once, and the replayed stream parses to the same answer and usage."""
+    openai = pytest.importorskip("openai")
+    api = await client_for()
+    api.app.state.ai_router = Router(  # type: ignore[attr-defined]
+        ai_settings,
+        db=api.app.state.db,  # type: ignore[attr-defined]
+        client=sandbox_client,
+        chain=ChainConfig(default=("openai",)),
+        breaker=CircuitBreaker(),
+    )
+    token = headers(ai_settings)["Authorization"].split(" ", 1)[1]
+    client = openai.AsyncOpenAI(
+        api_key=token,
+        base_url=f"{API}/v1",
+        http_client=httpx.AsyncClient(transport=api._transport, base_url=API),
+        max_retries=0,
+    )
+    request: dict[str, Any] = {
+        "model": "gpt-6-luna",
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "stream_options": {"include_usage": True},
+        "extra_headers": {"Idempotency-Key": "client-stream-1"},
+    }
+
+    async def streamed() -> tuple[str, Any, Any]:
+        raw = await client.chat.completions.with_raw_response.create(stream=True, **request)
+        pieces: list[str] = []
+        usage = finish = None
+        async for chunk in raw.parse():
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+            usage = chunk.usage or usage
+        return "".join(pieces), (usage, finish), raw.headers.get("idempotent-replayed")
+
+    first_text, (first_usage, first_finish), first_replayed = await streamed()
+    again_text, (again_usage, again_finish), again_replayed = await streamed()
+    assert first_text
+    assert (again_text, again_finish) == (first_text, first_finish)
+    assert again_usage is not None
+    assert again_usage.completion_tokens == first_usage.completion_tokens > 0
+    assert (first_replayed, again_replayed) == (None, "true")
+
+    plain = await client.chat.completions.create(**request)
+    assert plain.choices[0].message.content == first_text
+    assert sandbox_state.paid_calls["openai"] == 1
+    await client.close()
+    rows = await _usage_rows(api, db)
+    assert [(r.provider, r.success) for r in rows] == [("openai", True)]
+
+
+async def test_a_client_gone_before_the_stream_body_frees_the_key(
+    client_for, ai_settings: Settings, db: Database
+) -> None:
+    """The client disconnects before the first SSE byte could be sent: the stream is still
+    ended (attempt recorded once), and as no content reached anyone the key is released."""
+    api = await client_for(fake_router(ai_settings, db))
+    await _with_keys(api)
+    auth = {**headers(ai_settings), "Idempotency-Key": "left-early"}
+    body = json.dumps(STREAM).encode()
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    stuck = asyncio.Event()  # never set: the response start cannot be sent
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            await stuck.wait()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"api.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in auth.items()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("api.test", 80),
+    }
+    await api._transport.app(scope, receive, send)  # type: ignore[attr-defined]
+    rows = await _usage_rows(api, db)
+    assert len(rows) == 1
+    assert rows[0].metadata_json["cancelled"] is True
+    retry = await api.post("/v1/chat/completions", json=STREAM, headers=auth)
+    assert retry.status_code == 200, retry.text
+    assert "idempotent-replayed" not in retry.headers
+    assert _content(_chunks(retry)) == "answer from fa"

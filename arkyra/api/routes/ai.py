@@ -24,7 +24,7 @@ from arkyra.api.deps import AdminDep, PrincipalDep
 from arkyra.api.errors import json_error
 from arkyra.errors import ArkyraError, NotFound
 from arkyra.providers.ai._base import CompletionRequest
-from arkyra.router.idempotency import IdempotencyInProgress
+from arkyra.router.idempotency import IdempotencyIncomplete, IdempotencyInProgress
 from arkyra.router.quota import QuotaExceeded, QuotaService
 from arkyra.router.service import AllProvidersFailed, RouteInfo, Router
 from arkyra.router.usage import usage_summary
@@ -141,6 +141,25 @@ def in_progress_response(exc: IdempotencyInProgress) -> JSONResponse:
     return json_error(409, "idempotency_in_progress", str(exc), headers={"Retry-After": "1"})
 
 
+def incomplete_response(exc: IdempotencyIncomplete) -> JSONResponse:
+    """422: the key's stream was cut off after it started and was billed; what it produced
+    comes back so the client need not pay for it twice, and a new key asks again."""
+    completion = exc.outcome.get("completion") or {}
+    incomplete = exc.outcome.get("incomplete") or {}
+    return json_error(
+        422,
+        "idempotency_incomplete",
+        str(exc),
+        errors=exc.errors,
+        reason=incomplete.get("reason"),
+        partial={
+            "content": completion.get("content", ""),
+            "model": completion.get("model"),
+            "usage": completion.get("usage"),
+        },
+    )
+
+
 def route_headers(route: RouteInfo) -> dict[str, str]:
     headers = {
         OVERHEAD_HEADER: f"{route.overhead_ms:.3f}",
@@ -165,7 +184,8 @@ async def completion(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
     """Route one completion across the provider chain (``stream`` is not supported here:
-    use POST /v1/chat/completions)."""
+    use POST /v1/chat/completions). ``Idempotency-Key`` replays a stored answer, also one
+    first asked for as a stream on /v1/chat/completions with the same request."""
     org = principal.organization_id
     try:
         answer, route = await ai.complete(
@@ -181,6 +201,8 @@ async def completion(
         return all_failed_response(exc)
     except IdempotencyInProgress as exc:
         return in_progress_response(exc)
+    except IdempotencyIncomplete as exc:
+        return incomplete_response(exc)
     response.headers.update(route_headers(route))
     return {"completion": answer.model_dump(mode="json"), "route": route.to_dict()}
 

@@ -4,6 +4,13 @@ Any OpenAI client can point its base URL here. ``model`` picks the provider that
 unknown or ``auto`` model lets the chain decide); ``x-arkyra-task-type`` selects the task chain.
 ``stream: true`` answers Server-Sent Events in OpenAI's chunk format; failover happens before the
 first token, so an error before it is still a normal JSON error response.
+
+``Idempotency-Key`` works for both: a repeated key replays the stored answer (as JSON, or as a
+short SSE stream for ``stream: true``, whichever way it was first asked) with
+``idempotent-replayed: true``, without calling or billing a provider again. A streamed
+duplicate of a request still running answers 409; a key whose stream was cut off after it had
+started answers 422 ``idempotency_incomplete`` with the billed partial answer (see
+:class:`arkyra.router.service.RoutedStream` for why it is not run again).
 """
 
 from __future__ import annotations
@@ -25,14 +32,15 @@ from arkyra.api.routes.ai import (
     all_failed_response,
     credentials_lookup,
     in_progress_response,
+    incomplete_response,
     quota_response,
     route_headers,
 )
 from arkyra.errors import InvalidInput, ProviderError
 from arkyra.providers.ai._base import ChatMessage, Completion, CompletionRequest, Usage
-from arkyra.router.idempotency import IdempotencyInProgress
+from arkyra.router.idempotency import IdempotencyIncomplete, IdempotencyInProgress
 from arkyra.router.quota import QuotaExceeded
-from arkyra.router.service import AllProvidersFailed, RoutedStream
+from arkyra.router.service import AllProvidersFailed, ReplayedStream, RoutedStream
 
 router = APIRouter(tags=["openai-compatible"])
 
@@ -127,7 +135,11 @@ async def chat_completions(
     try:
         if routed.stream:
             stream = await ai.stream(
-                org, routed, request_id=request_id, credentials_for=credentials_for
+                org,
+                routed,
+                request_id=request_id,
+                idempotency_key=idempotency_key,
+                credentials_for=credentials_for,
             )
         else:
             answer, route = await ai.complete(
@@ -143,18 +155,40 @@ async def chat_completions(
         return all_failed_response(exc)
     except IdempotencyInProgress as exc:
         return in_progress_response(exc)
-    completion_id = f"chatcmpl-{request_id}"
+    except IdempotencyIncomplete as exc:
+        return incomplete_response(exc)
     created = int(time.time())
     if routed.stream:
+        completion_id = f"chatcmpl-{stream.route.request_id}"  # a replay keeps the first id
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(
+        return RoutedStreamingResponse(
+            stream,
             sse(stream, completion_id, created, include_usage),
             media_type="text/event-stream",
             headers={**route_headers(stream.route), "cache-control": "no-cache"},
         )
     return FastJSONResponse(
-        chat_completion(answer, completion_id, created), headers=route_headers(route)
+        chat_completion(answer, f"chatcmpl-{route.request_id}", created),
+        headers=route_headers(route),
     )
+
+
+class RoutedStreamingResponse(StreamingResponse):
+    """An SSE response that always ends its routed stream, also when the client left before
+    the body started (the generator's own ``finally`` never runs then): the attempt is settled
+    and recorded, and its Idempotency-Key stored, marked incomplete or released."""
+
+    def __init__(
+        self, routed: RoutedStream | ReplayedStream, content: AsyncIterator[bytes], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self.routed = routed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.routed.aclose()
 
 
 def _event(data: dict[str, Any]) -> bytes:
@@ -162,7 +196,7 @@ def _event(data: dict[str, Any]) -> bytes:
 
 
 async def sse(
-    stream: RoutedStream, completion_id: str, created: int, include_usage: bool
+    stream: RoutedStream | ReplayedStream, completion_id: str, created: int, include_usage: bool
 ) -> AsyncIterator[bytes]:
     """OpenAI chunk events, then ``[DONE]``; a failure after the first token is sent as an
     ``error`` event (no failover once the answer has started)."""
