@@ -2,10 +2,12 @@
 
 Four things raise an alert: a provider's circuit breaker opens, an integration starts needing
 a reconnect, a delivery endpoint is disabled (a 410), a pipeline run fails. The organization's
-channels are its connected ``webhooks`` integrations: each alert is put in the delivery
-:class:`~arkyra.delivery.queue.Outbox` as an ``alert.<kind>`` event, so it is signed (Standard
-Webhooks), retried and de-duplicated like any other delivery. (Apprise URLs are not supported:
-the package is not installed and there is nowhere per organization to keep such a URL.)
+channels are its connected ``webhooks`` and ``apprise`` integrations: each alert is put in the
+delivery :class:`~arkyra.delivery.queue.Outbox` once per channel, as an ``alert.<kind>`` event
+under that channel's identifier, so it is retried and de-duplicated like any other delivery.
+A ``webhooks`` channel gets it signed (Standard Webhooks); an ``apprise`` channel (Slack,
+Discord, Telegram, ... through an Apprise URL kept like any credential) gets a notification
+whose title names the alert and whose body holds the reason and the link.
 
 The same alert (organization + kind + subject) is sent once per window: in this process by an
 in-memory sliding window, across processes by an outbox idempotency key that names the window.
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -34,8 +36,8 @@ from arkyra.db.session import Database
 
 logger = logging.getLogger("arkyra.alerts")
 
-#: The automation provider whose integrations receive alerts.
-CHANNEL_IDENTIFIER = "webhooks"
+#: The automation providers whose integrations receive alerts.
+CHANNEL_IDENTIFIERS: tuple[str, ...] = ("webhooks", "apprise")
 DEFAULT_WINDOW_SECONDS = 15 * 60.0
 MAX_REASON_CHARS = 500
 
@@ -74,6 +76,13 @@ class Alert:
         }
 
 
+class Channel(NamedTuple):
+    """One place an organization's alerts go: an integration and its provider."""
+
+    integration_id: str
+    identifier: str
+
+
 class Deduplicator:
     """Lets one alert per (organization, kind, subject) through per sliding window."""
 
@@ -102,7 +111,8 @@ class Deduplicator:
 
 
 class Alerts:
-    """Sends alerts to an organization's connected ``webhooks`` integrations via the outbox."""
+    """Sends alerts to an organization's connected channels (:data:`CHANNEL_IDENTIFIERS`) via
+    the outbox."""
 
     def __init__(
         self,
@@ -130,37 +140,39 @@ class Alerts:
             return []
         try:
             channels = await self.channels(alert.organization_id)
-            ids = [await self._enqueue(alert, integration_id) for integration_id in channels]
+            ids = [await self._enqueue(alert, channel) for channel in channels]
         except BaseException:
             self.dedup.forget(alert)  # not sent: let the next occurrence try again
             raise
         if not channels:
             logger.info(
-                "alert %s for %s: organization %s has no connected webhooks",
+                "alert %s for %s: organization %s has no connected alert channel",
                 alert.kind,
                 alert.subject,
                 alert.organization_id,
             )
         return ids
 
-    async def channels(self, organization_id: str) -> list[str]:
-        """The organization's connected ``webhooks`` integrations (ids)."""
+    async def channels(self, organization_id: str) -> list[Channel]:
+        """The organization's connected ``webhooks`` and ``apprise`` integrations."""
         async with self.db.sessions() as session:
-            rows = await session.scalars(
-                select(ThirdParty.id).where(
+            rows = await session.execute(
+                select(ThirdParty.id, ThirdParty.identifier)
+                .where(
                     ThirdParty.organization_id == organization_id,
-                    ThirdParty.identifier == CHANNEL_IDENTIFIER,
+                    ThirdParty.identifier.in_(CHANNEL_IDENTIFIERS),
                     ThirdParty.status == IntegrationStatus.CONNECTED,
                     ThirdParty.deleted_at.is_(None),
                 )
+                .order_by(ThirdParty.identifier, ThirdParty.id)
             )
-            return list(rows)
+            return [Channel(integration_id, identifier) for integration_id, identifier in rows]
 
-    async def _enqueue(self, alert: Alert, integration_id: str) -> str:
+    async def _enqueue(self, alert: Alert, channel: Channel) -> str:
         enqueued = await self.outbox.enqueue(
             organization_id=alert.organization_id,
-            integration_id=integration_id,
-            identifier=CHANNEL_IDENTIFIER,
+            integration_id=channel.integration_id,
+            identifier=channel.identifier,
             event_type=alert.event_type,
             data=alert.data(),
             idempotency_key=self._idempotency_key(alert),

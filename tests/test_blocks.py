@@ -71,3 +71,17 @@ async def test_block_types_register_with_prefect() -> None:
     async with get_client() as client:
         slugs = {t.slug for t in await client.read_block_types()}
     assert {b.get_block_type_slug() for b in ALL_BLOCK_TYPES} <= slugs
+
+
+def test_an_apprise_url_is_kept_as_a_secret_and_round_trips() -> None:
+    url = "slack://T0000TEST/B0000TEST/testtokentesttokentest00/"
+    block = build_block(
+        "apprise",
+        organization_id="o",
+        integration_id="i",
+        credentials={"url": url, "label": "Ops room"},
+    )
+    assert isinstance(block.url, SecretStr)  # type: ignore[attr-defined]
+    assert "testtokentest" not in repr(block)
+    assert block.options == {}
+    assert block.credentials() == {"url": url, "label": "Ops room"}

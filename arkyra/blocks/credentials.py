@@ -104,7 +104,7 @@ class WebhookCredentials(ArkyraCredentials):
 
 
 class HookUrlCredentials(ArkyraCredentials):
-    """A Zapier, Make or n8n hook URL, with n8n's optional header auth."""
+    """A Zapier, Make or n8n hook URL (with n8n's optional header auth), or an Apprise URL."""
 
     _block_type_name = "ARKYRA Hook URL Credentials"
     _block_type_slug = "arkyra-hook-url-credentials"
@@ -164,6 +164,7 @@ BLOCK_TYPES: dict[str, type[ArkyraCredentials]] = {
     "zapier": HookUrlCredentials,
     "make": HookUrlCredentials,
     "n8n": HookUrlCredentials,
+    "apprise": HookUrlCredentials,
     "notion": ApiKeyCredentials,
     "airtable": ApiKeyCredentials,
     "google-sheets": GoogleServiceAccountCredentials,

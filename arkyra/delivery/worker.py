@@ -1,5 +1,9 @@
 """The sender loop: claim due deliveries, send each through the SSRF guard, record the result.
 
+A provider that sends deliveries itself rather than as one HTTP request (apprise, which makes
+its own requests) has ``deliver_direct`` (:class:`DirectDelivery`); the worker calls that
+instead, and claims, retries, backoff and the delivery log stay the same.
+
 Several workers (processes or hosts) can share one database: claims never overlap and a lease
 brings back the deliveries of a worker that died mid-send (see :mod:`arkyra.delivery.queue`).
 The HTTP client, the DNS resolver, the clock and the jitter source are injectable, so tests
@@ -29,6 +33,7 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -56,6 +61,18 @@ DisabledHook = Callable[[str, str, str], Awaitable[None]]
 
 #: The reference asks for a 15-30 s timeout per attempt.
 MAX_ATTEMPT_TIMEOUT_SECONDS = 30.0
+
+
+@runtime_checkable
+class DirectDelivery(Protocol):
+    """A provider that sends one attempt itself (apprise) instead of as an HTTP request.
+
+    ``deliver_direct`` must not raise: every outcome is an :class:`AttemptResult`.
+    """
+
+    async def deliver_direct(
+        self, credentials: Mapping[str, str], message: OutgoingMessage
+    ) -> AttemptResult: ...
 
 
 class GroupCommit:
@@ -211,17 +228,25 @@ class DeliveryWorker:
         timestamp = int(self.clock().timestamp())
         try:
             provider = self.provider(claimed.identifier)
-            prepared = provider.prepare_delivery(credentials, message, timestamp)
+            prepared = (
+                None  # it sends by itself, below
+                if isinstance(provider, DirectDelivery)
+                else provider.prepare_delivery(credentials, message, timestamp)
+            )
         except ArkyraError as exc:  # messages of these errors never carry the secret
             return await self.outbox.postpone(claimed, f"cannot prepare the request: {exc}")
-        async with self._sending:  # only the HTTP part is bounded; recording is grouped
-            result = await send_prepared(
-                self.client,
-                prepared,
-                settings=self.settings,
-                resolver=self.resolver,
-                attempt_timeout=self.timeout,
-            )
+        async with self._sending:  # only the sending part is bounded; recording is grouped
+            if prepared is None:
+                assert isinstance(provider, DirectDelivery)  # for the type checker
+                result = await provider.deliver_direct(credentials, message)
+            else:
+                result = await send_prepared(
+                    self.client,
+                    prepared,
+                    settings=self.settings,
+                    resolver=self.resolver,
+                    attempt_timeout=self.timeout,
+                )
         status = await self._results.record(claimed, result)
         logger.info(
             "delivery %s attempt %d: %s (HTTP %s, %.0f ms)",

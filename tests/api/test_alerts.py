@@ -1,5 +1,6 @@
-"""Alerts: queued to the organization's connected webhooks, signed, de-duplicated per window,
-and raised by the store (needs reconnect), the breaker (opened) and the pipeline (failed)."""
+"""Alerts: queued to the organization's connected webhooks and apprise integrations, signed
+(webhooks), de-duplicated per window, and raised by the store (needs reconnect), the breaker
+(opened) and the pipeline (failed)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from arkyra import alerts
-from arkyra.alerts import Alert, AlertKind, Alerts
+from arkyra.alerts import Alert, AlertKind, Alerts, Channel
 from arkyra.config import Settings
 from arkyra.credentials.store import CredentialStore
 from arkyra.db.models import Delivery, IntegrationStatus, Organization, ThirdParty
@@ -143,6 +144,33 @@ async def test_an_alert_goes_to_every_connected_webhook_of_that_org_only(db: Dat
     assert body["data"]["link"] == "/ui/integrations/int-9"
     assert body["data"]["subject"] == "int-9"
     assert body["data"]["organization_id"] == "org-a"
+
+
+async def test_apprise_integrations_are_channels_too_each_under_its_identifier(
+    db: Database,
+) -> None:
+    hook = await add_integration(db, None, "org-a")
+    notify = await add_integration(db, None, "org-a", identifier="apprise")
+    await add_integration(
+        db, None, "org-a", identifier="apprise", status=IntegrationStatus.NEEDS_RECONNECT
+    )
+    await add_integration(db, None, "org-b", identifier="apprise")
+    sender = Alerts(db)
+
+    assert sorted(await sender.channels("org-a")) == sorted(
+        [Channel(hook, "webhooks"), Channel(notify, "apprise")]
+    )
+    ids = await sender.pipeline_failed("org-a", "run-1", "boom")
+
+    rows = await deliveries(db)
+    assert sorted(r.id for r in rows) == sorted(ids)
+    assert {(r.integration_id, r.identifier) for r in rows} == {
+        (hook, "webhooks"),
+        (notify, "apprise"),
+    }
+    assert len({r.idempotency_key for r in rows}) == 1  # one alert, once per channel
+    assert all(json.loads(r.payload)["data"]["reason"] == "boom" for r in rows)
+    assert await sender.pipeline_failed("org-a", "run-1", "boom") == []  # same window
 
 
 async def test_an_org_without_webhooks_gets_nothing_and_nothing_fails(db: Database) -> None:
