@@ -122,10 +122,13 @@ class Alerts:
         operator_organizations: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        dashboard_url: str = "",
     ) -> None:
         from arkyra.delivery.queue import Outbox  # the database layer, only when used
 
         self.db = db
+        #: Prefix of every link (``settings.public_url``), so a link in Slack or an e-mail opens.
+        self.dashboard_url = dashboard_url.rstrip("/")
         self.outbox = Outbox(db)
         self.window_seconds = window_seconds
         #: Who hears about breakers (they are platform-wide, not any one organization's).
@@ -185,6 +188,10 @@ class Alerts:
         subject = hashlib.sha256(alert.subject.encode()).hexdigest()[:32]
         return f"alert:{alert.kind}:{subject}:{window}"
 
+    def link(self, path: str) -> str:
+        """A dashboard path as a full URL (or as it is, without a dashboard URL)."""
+        return f"{self.dashboard_url}{path}"
+
     # -- the four events ---------------------------------------------------------------------
 
     async def integration_needs_reconnect(
@@ -196,7 +203,7 @@ class Alerts:
                 AlertKind.INTEGRATION_NEEDS_RECONNECT,
                 integration_id,
                 _clip(reason),
-                integration_link(integration_id),
+                self.link(integration_link(integration_id)),
             )
         )
 
@@ -209,7 +216,7 @@ class Alerts:
                 AlertKind.DELIVERY_DISABLED,
                 integration_id,
                 _clip(reason),
-                integration_link(integration_id),
+                self.link(integration_link(integration_id)),
             )
         )
 
@@ -222,7 +229,7 @@ class Alerts:
                 AlertKind.PIPELINE_FAILED,
                 flow_run_id,
                 _clip(reason),
-                PIPELINES_LINK,
+                self.link(PIPELINES_LINK),
             )
         )
 
@@ -230,14 +237,20 @@ class Alerts:
         ids: list[str] = []
         for organization_id in self.operator_organizations:
             ids += await self.send(
-                Alert(organization_id, AlertKind.BREAKER_OPENED, provider, _clip(reason), AI_LINK)
+                Alert(
+                    organization_id,
+                    AlertKind.BREAKER_OPENED,
+                    provider,
+                    _clip(reason),
+                    self.link(AI_LINK),
+                )
             )
         if not self.operator_organizations:
             logger.warning("breaker for %s opened (%s); no operator organization", provider, reason)
         return ids
 
 
-#: Dashboard paths (relative: the dashboard's host is the API's).
+#: Dashboard paths (the dashboard is served by the API, at ``settings.public_url``).
 AI_LINK = "/ui/ai"
 PIPELINES_LINK = "/ui/pipelines"
 
@@ -338,7 +351,11 @@ async def pipeline_failure_hook(flow: Any, flow_run: Any, state: Any) -> None:
         logger.warning("pipeline alert not sent: %s", type(exc).__name__)
         return
     try:
-        sender = Alerts(db, operator_organizations=operator_organizations(settings))
+        sender = Alerts(
+            db,
+            operator_organizations=operator_organizations(settings),
+            dashboard_url=settings.public_url,
+        )
         await pipeline_failed(organization_id, run_id, reason, alerts=sender)
     finally:
         await db.dispose()

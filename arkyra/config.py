@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         description="When set, GET /metrics requires `Authorization: Bearer <this token>`.",
     )
 
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Where people reach the API and dashboard; links in alerts start with it.",
+    )
+
     alerts_operator_orgs: list[str] = Field(
         default_factory=list,
         description="Organizations told about platform-wide events (a provider's breaker opening).",

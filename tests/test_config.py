@@ -6,10 +6,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from arkyra.config import Settings
 from arkyra.errors import ConfigError
 from arkyra.security.vault import parse_keys
+from tests.conftest import make_settings
 
 
 def test_production_names_the_missing_variable(tmp_path: Path) -> None:
@@ -60,3 +62,9 @@ def test_base_url_comes_from_the_environment(
 
 def test_default_database_is_sqlite_under_home(tmp_path: Path) -> None:
     assert Settings(home=tmp_path).effective_database_url == f"sqlite:///{tmp_path}/arkyra.db"
+
+
+@pytest.mark.parametrize("url", ["arkyra.example.com", "ftp://arkyra.example.com", "https://"])
+def test_a_public_url_that_is_not_http_is_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValidationError, match="public_url"):
+        make_settings(tmp_path, public_url=url)

@@ -85,7 +85,9 @@ async def start_background(
     ``worker_options`` go to :class:`DeliveryWorker` (tests pass a client and a resolver)."""
     state = app.state
     sender = alerts.Alerts(
-        state.db, operator_organizations=alerts.operator_organizations(state.settings)
+        state.db,
+        operator_organizations=alerts.operator_organizations(state.settings),
+        dashboard_url=state.settings.public_url,
     )
     alerts.install(sender)
     state.alerts = sender

@@ -313,9 +313,11 @@ async def test_in_a_flow_process_the_hook_builds_a_sender_from_the_runtime(
     alerts.install(None)
     channel = await add_integration(db, None, "org-a")
     run = SimpleNamespace(id="run-9", parameters={"organization_id": "org-a"})
-    with use_runtime(PipelineRuntime(settings=db_settings)):
+    settings = db_settings.model_copy(update={"public_url": "https://arkyra.example.com/ops/"})
+    with use_runtime(PipelineRuntime(settings=settings)):
         await alerts.pipeline_failure_hook(None, run, SimpleNamespace(message="boom"))
     (row,) = await deliveries(db)
     assert row.integration_id == channel
     assert row.event_type == "alert.pipeline_failed"
-    assert json.loads(row.payload)["data"]["link"] == "/ui/pipelines"
+    # a full URL from the settings, so the link opens from a chat message or an e-mail
+    assert json.loads(row.payload)["data"]["link"] == "https://arkyra.example.com/ops/ui/pipelines"

@@ -333,7 +333,7 @@ async def test_a_410_marks_the_integration_error_and_alerts_the_org(
     alert = json.loads(body)
     assert alert["type"] == "alert.delivery_disabled"
     assert alert["data"]["subject"] == gone
-    assert alert["data"]["link"] == f"/ui/integrations/{gone}"
+    assert alert["data"]["link"] == f"http://127.0.0.1:8000/ui/integrations/{gone}"
     assert (await store.get("org-a", channel)).status == IntegrationStatus.CONNECTED
 
 
