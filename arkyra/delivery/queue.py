@@ -502,7 +502,7 @@ async def delivery_log(
 
 
 def _require_automation_provider(identifier: str) -> None:
-    """Only the automation providers (webhooks, Zapier, Make, n8n) take deliveries."""
+    """Only the automation providers (webhooks, Zapier, Make, n8n, Apprise) take deliveries."""
     try:
         cls = provider_class(identifier)
     except NotFound:
