@@ -4,12 +4,16 @@ A strategy drives a ``fetch(params) -> body`` callable: it passes the paging par
 next page (the caller decides whether they go in the query string or the JSON body) and reads the
 next position from the parsed body. Nothing is silently truncated: a strategy that would exceed
 ``max_pages``, or a cursor that repeats, raises :class:`PaginationError`.
+
+``max_items`` is the one deliberate cut, asked for by the caller: once that many items are in
+hand no further page is requested, and ``items``/``collect`` yield no more than that many.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from arkyra.errors import ArkyraError
@@ -23,21 +27,41 @@ class PaginationError(ArkyraError):
 
 
 class Paginator(ABC):
-    """Base strategy: subclasses yield the parsed body of each page in order."""
+    """Base strategy: subclasses yield the parsed body of each page in order (``_bodies``)."""
 
-    def __init__(self, *, items: Extract, max_pages: int = 100_000) -> None:
+    def __init__(
+        self, *, items: Extract, max_pages: int = 100_000, max_items: int | None = None
+    ) -> None:
+        if max_items is not None and max_items < 1:
+            raise ValueError("max_items must be >= 1 (or None for every item)")
         self.extract = items
         self.max_pages = max_pages
+        self.max_items = max_items
 
     @abstractmethod
-    def pages(self, fetch: Fetch) -> AsyncIterator[Any]:
-        """Yield every page's body."""
+    def _bodies(self, fetch: Fetch) -> AsyncIterator[Any]:
+        """Yield every page's body, following the strategy's paging to the end."""
+
+    async def pages(self, fetch: Fetch) -> AsyncIterator[Any]:
+        """Yield each page's body; with ``max_items``, stop once that many items were seen."""
+        seen = 0
+        async with aclosing(self._bodies(fetch)) as bodies:
+            async for body in bodies:
+                yield body
+                seen += len(self.extract(body))
+                if self.max_items is not None and seen >= self.max_items:
+                    return
 
     async def items(self, fetch: Fetch) -> AsyncIterator[Any]:
-        """Yield every item of every page."""
-        async for body in self.pages(fetch):
-            for item in self.extract(body):
-                yield item
+        """Yield every item of every page (at most ``max_items``)."""
+        count = 0
+        async with aclosing(self.pages(fetch)) as pages:
+            async for body in pages:
+                for item in self.extract(body):
+                    yield item
+                    count += 1
+                    if self.max_items is not None and count >= self.max_items:
+                        return
 
     async def collect(self, fetch: Fetch) -> list[Any]:
         return [item async for item in self.items(fetch)]
@@ -59,12 +83,13 @@ class CursorPaginator(Paginator):
         next_cursor: Callable[[Any], str | None],
         items: Extract,
         max_pages: int = 100_000,
+        max_items: int | None = None,
     ) -> None:
-        super().__init__(items=items, max_pages=max_pages)
+        super().__init__(items=items, max_pages=max_pages, max_items=max_items)
         self.cursor_param = cursor_param
         self.next_cursor = next_cursor
 
-    async def pages(self, fetch: Fetch) -> AsyncIterator[Any]:
+    async def _bodies(self, fetch: Fetch) -> AsyncIterator[Any]:
         cursor: str | None = None
         seen: set[str] = set()
         page_no = 0
@@ -82,7 +107,10 @@ class CursorPaginator(Paginator):
 
 
 class OffsetPaginator(Paginator):
-    """``offset`` + ``limit``; stops at ``total`` when the body gives one, else on a short page."""
+    """``offset`` + ``limit``; stops at ``total`` when the body gives one, else on a short page.
+
+    With ``max_items`` the last request asks only for the items still wanted.
+    """
 
     def __init__(
         self,
@@ -93,22 +121,26 @@ class OffsetPaginator(Paginator):
         limit_param: str | None = "limit",
         total: Callable[[Any], int | None] | None = None,
         max_pages: int = 100_000,
+        max_items: int | None = None,
     ) -> None:
-        super().__init__(items=items, max_pages=max_pages)
+        super().__init__(items=items, max_pages=max_pages, max_items=max_items)
         self.limit = limit
         self.offset_param = offset_param
         self.limit_param = limit_param
         self.total = total
 
-    async def pages(self, fetch: Fetch) -> AsyncIterator[Any]:
+    async def _bodies(self, fetch: Fetch) -> AsyncIterator[Any]:
         offset = 0
         page_no = 0
         while True:
             page_no += 1
             self._check(page_no)
             params: dict[str, Any] = {self.offset_param: offset}
+            size = self.limit
             if self.limit_param:
-                params[self.limit_param] = self.limit
+                if self.max_items is not None:  # ask only for what is still wanted
+                    size = min(size, self.max_items - offset)
+                params[self.limit_param] = size
             body = await fetch(params)
             yield body
             count = len(self.extract(body))
@@ -120,7 +152,7 @@ class OffsetPaginator(Paginator):
                 )
             if count == 0 or (total is not None and offset >= total):
                 return
-            if total is None and count < self.limit:
+            if total is None and count < size:
                 return
 
 
@@ -135,13 +167,14 @@ class PageNumberPaginator(Paginator):
         page_param: str = "page",
         start: int = 1,
         max_pages: int = 100_000,
+        max_items: int | None = None,
     ) -> None:
-        super().__init__(items=items, max_pages=max_pages)
+        super().__init__(items=items, max_pages=max_pages, max_items=max_items)
         self.page_param = page_param
         self.start = start
         self.has_more = has_more
 
-    async def pages(self, fetch: Fetch) -> AsyncIterator[Any]:
+    async def _bodies(self, fetch: Fetch) -> AsyncIterator[Any]:
         page = self.start
         page_no = 0
         while True:

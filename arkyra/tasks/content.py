@@ -58,10 +58,13 @@ async def pull_content(organization_id: str, source: ContentSource) -> list[Cont
     integration = source.integration
     provider = runtime.provider(integration.identifier)
     credentials = await runtime.credentials(organization_id, integration)
+    # Sources that can stop early (Notion, Sheets, Airtable) are asked for no more than needed.
+    limit_query = getattr(provider, "limit_query", None)
+    query = limit_query(source.query, source.max_items) if limit_query else source.query
 
     async def read() -> Any:
         async with provider_slot(integration.identifier):
-            return await provider.send_data(credentials, source.query)
+            return await provider.send_data(credentials, query)
 
     what = f"{integration.identifier} read"
     answer = await call_again(read, runtime.retry, replayable=True, what=what)

@@ -225,3 +225,65 @@ async def test_offset_with_total_refuses_to_end_short_of_the_total() -> None:
     server = Server(lambda params: {"results": ITEMS[:20][params["offset"] :][:10], "total": 30})
     with pytest.raises(PaginationError):
         await offset_paginator(with_total=True).collect(server)
+
+
+# -- max_items: stop fetching once enough items are in hand -------------------------------------
+
+
+@pytest.mark.parametrize(("max_items", "calls"), [(3, 1), (10, 1), (11, 2), (25, 3), (99, 3)])
+async def test_cursor_max_items_fetches_only_the_pages_needed(max_items: int, calls: int) -> None:
+    server = cursor_server(ITEMS, 10)
+    assert await cursor_paginator(max_items=max_items).collect(server) == ITEMS[:max_items]
+    assert len(server.calls) == calls
+
+
+async def test_pages_stop_at_the_page_that_completes_max_items() -> None:
+    server = cursor_server(ITEMS, 10)
+    pages = [body async for body in cursor_paginator(max_items=12).pages(server)]
+    assert [len(page["results"]) for page in pages] == [10, 10]
+    assert len(server.calls) == 2
+
+
+async def test_offset_max_items_asks_only_for_what_is_still_wanted() -> None:
+    server = offset_server(ITEMS, with_total=True)
+    paginator = offset_paginator(with_total=True, max_items=15)
+    assert await paginator.collect(server) == ITEMS[:15]
+    assert server.calls == [{"offset": 0, "limit": 10}, {"offset": 10, "limit": 5}]
+
+
+async def test_offset_max_items_without_total_is_not_mistaken_for_a_short_page() -> None:
+    server = offset_server(ITEMS, with_total=False)
+    paginator = offset_paginator(with_total=False, max_items=4)
+    assert await paginator.collect(server) == ITEMS[:4]
+    assert server.calls == [{"offset": 0, "limit": 4}]
+
+
+async def test_offset_max_items_beyond_the_data_reads_everything_once() -> None:
+    server = offset_server(ITEMS, with_total=False)
+    assert await offset_paginator(with_total=False, max_items=100).collect(server) == ITEMS
+    assert [call["offset"] for call in server.calls] == [0, 10, 20]
+
+
+async def test_offset_max_items_without_a_limit_parameter_keeps_the_server_page_size() -> None:
+    server = offset_server(ITEMS, with_total=False)
+    paginator = OffsetPaginator(
+        limit=10, items=results, offset_param="start", limit_param=None, max_items=12
+    )
+    assert await paginator.collect(server) == ITEMS[:12]
+    assert server.calls == [{"start": 0}, {"start": 10}]
+
+
+async def test_page_numbers_max_items() -> None:
+    server = page_server(ITEMS, 7)
+    assert await page_paginator(max_items=8).collect(server) == ITEMS[:8]
+    assert server.calls == [{"page": 1}, {"page": 2}]
+
+
+async def test_max_items_reached_on_the_last_allowed_page_is_not_a_max_pages_error() -> None:
+    server = cursor_server(ITEMS, 10)
+    assert await cursor_paginator(max_pages=1, max_items=10).collect(server) == ITEMS[:10]
+
+
+def test_max_items_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_items"):
+        cursor_paginator(max_items=0)

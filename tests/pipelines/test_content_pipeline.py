@@ -136,3 +136,23 @@ async def test_two_runs_at_once_pay_for_the_same_work_once(pipeline: Pipeline) -
     assert pipeline.paid_calls == {"elevenlabs": 1}
     voices = [s for run in (first, second) for s in run.items[0].steps if s.kind == "voice"]
     assert sorted(s.cached for s in voices) == [False, True]
+
+
+async def test_the_source_is_asked_for_no_more_items_than_the_run_keeps(
+    pipeline: Pipeline,
+) -> None:
+    params = await media_params(pipeline)
+    params["script"] = ScriptSettings(providers=[pipeline.fake_ai("glm")])
+    params["source"].max_items = 1
+    summary = await content_pipeline(**params)
+
+    assert [i.ok for i in summary.items] == [True]
+    state = pipeline.sandbox.state
+    pages = set(state.store("notion")["pages"])  # the sandbox seeds itself on first use
+    assert len(pages) >= 3
+    prefix = "notion GET /notion/v1/blocks/"
+    bodies_read = {
+        key.removeprefix(prefix).split("/")[0] for key in state.calls if key.startswith(prefix)
+    } & pages
+    assert len(bodies_read) == 1  # the other pages' bodies were never fetched
+    assert pipeline.paid_calls == {"heygen": 1, "elevenlabs": 1}

@@ -1,4 +1,5 @@
-"""Airtable: request shapes, error mapping, offset paging, the per-base limiter, typed records."""
+"""Airtable: request shapes, error mapping, offset paging, the per-base and per-token limiters,
+typed records."""
 
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ from arkyra.providers.content.airtable import (
     AirtableRecord,
     SlidingWindowLimiter,
     records_to_dataframe,
+    reserve_together,
 )
 from arkyra.sandbox.state import SandboxState
 from arkyra.sandbox.vendors import airtable as sandbox_airtable
 
 REAL = "https://api.airtable.com"
 KEY = "patTEST123.abcdef0123456789"
+OTHER_KEY = "patOTHER45.abcdef0123456789"
 CREDS = {"api_key": KEY}
 BASE = "appAAAAAAAAAAAAAA"
 TABLE = "tblBBBBBBBBBBBBBB"
@@ -103,6 +106,7 @@ async def real(settings: Settings) -> AsyncIterator[AirtableProvider]:
         provider = get_provider("airtable", settings=real_settings, client=client)
         assert isinstance(provider, AirtableProvider)
         provider.rate_limiter = SlidingWindowLimiter(10_000, 1.0)
+        provider.token_limiter = SlidingWindowLimiter(10_000, 1.0)
         yield provider
 
 
@@ -111,6 +115,7 @@ def sandbox(provider_factory: Callable[[str], ThirdPartyProvider]) -> AirtablePr
     provider = provider_factory("airtable")
     assert isinstance(provider, AirtableProvider)
     provider.rate_limiter = SlidingWindowLimiter(5, 1.0)  # fresh: no waits left by other tests
+    provider.token_limiter = SlidingWindowLimiter(50, 1.0)
     return provider
 
 
@@ -171,6 +176,7 @@ def test_limiter_rejects_nonsense() -> None:
 async def test_long_pagination_never_exceeds_five_per_second(real: AirtableProvider) -> None:
     clock = FakeClock()
     real.rate_limiter = SlidingWindowLimiter(5, 1.0, clock=clock, sleep=clock.sleep)
+    real.token_limiter = SlidingWindowLimiter(50, 1.0, clock=clock, sleep=clock.sleep)
     seen: list[float] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -187,6 +193,63 @@ async def test_long_pagination_never_exceeds_five_per_second(real: AirtableProvi
     assert len(records) == 12
     assert max_in_window(seen, 1.0) == 5
     assert seen[-1] - seen[0] >= 2.0
+
+
+def test_one_token_across_many_bases_is_held_to_the_token_rate() -> None:
+    clock = FakeClock()
+    bases = SlidingWindowLimiter(5, 1.0, clock=clock, sleep=clock.sleep)
+    tokens = SlidingWindowLimiter(50, 1.0, clock=clock, sleep=clock.sleep)
+    # 12 bases x 5 requests: every base stays within 5/s, the token's 50/s does not.
+    delays = [reserve_together([(bases, f"app{n % 12}"), (tokens, "fp_a")]) for n in range(60)]
+    assert delays == [0.0] * 50 + [1.0] * 10
+    assert reserve_together([(bases, "appOther"), (tokens, "fp_b")]) == 0.0  # its own budget
+    assert reserve_together([(bases, "app0"), (tokens, "fp_b")]) == 1.0  # the base still counts
+
+
+def test_one_slot_is_booked_in_both_limiters() -> None:
+    clock = FakeClock()
+    bases = SlidingWindowLimiter(1, 1.0, clock=clock, sleep=clock.sleep)
+    tokens = SlidingWindowLimiter(2, 1.0, clock=clock, sleep=clock.sleep)
+    assert reserve_together([(bases, "appA"), (tokens, "fp_a")]) == 0.0
+    assert reserve_together([(bases, "appA"), (tokens, "fp_a")]) == 1.0  # waits on the base
+    # The token's second grant was booked at the base's slot (t+1), not at t: a third request
+    # may only go at t+1 as well, and then the token window is full until t+2.
+    assert reserve_together([(bases, "appB"), (tokens, "fp_a")]) == 1.0
+    assert reserve_together([(bases, "appC"), (tokens, "fp_a")]) == 2.0
+
+
+def test_limiters_booked_together_share_a_clock() -> None:
+    clock = FakeClock()
+    fake = SlidingWindowLimiter(5, 1.0, clock=clock, sleep=clock.sleep)
+    with pytest.raises(ValueError, match="share one clock"):
+        reserve_together([(fake, "appA"), (SlidingWindowLimiter(50, 1.0), "fp_a")])
+
+
+async def test_requests_of_one_token_share_a_budget_across_bases(real: AirtableProvider) -> None:
+    clock = FakeClock()
+    real.rate_limiter = SlidingWindowLimiter(5, 1.0, clock=clock, sleep=clock.sleep)
+    real.token_limiter = SlidingWindowLimiter(3, 1.0, clock=clock, sleep=clock.sleep)
+    sent: list[tuple[str, str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        sent.append((token, request.url.path.split("/")[4], clock.now))
+        return httpx.Response(200, json={"tables": []})
+
+    with respx.mock(base_url=REAL) as mock:
+        mock.get(url__regex=r"/v0/meta/bases/[^/]+/tables").mock(side_effect=answer)
+        for key, base in [(KEY, "app1"), (KEY, "app2"), (KEY, "app3"), (OTHER_KEY, "app4"),
+                          (OTHER_KEY, "app5"), (KEY, "app6"), (OTHER_KEY, "app7")]:  # fmt: skip
+            await real.call("tables", {"api_key": key}, {"base_id": base})
+    assert [(base, at) for _, base, at in sent] == [
+        ("app1", 100.0), ("app2", 100.0), ("app3", 100.0),  # the token's 3 per second
+        ("app4", 100.0), ("app5", 100.0),  # another token: not held by the first one's budget
+        ("app6", 101.0),  # a fourth base for the first token waits for its window
+        ("app7", 101.0),
+    ]  # fmt: skip
+    keys = real.token_limiter.keys()
+    assert keys == [real.fingerprint(KEY), real.fingerprint(OTHER_KEY)]
+    assert not any(KEY in k or OTHER_KEY in k or "pat" in k for k in keys)
 
 
 def _list_input(**values: Any) -> Any:
@@ -489,6 +552,7 @@ async def test_transient_errors_are_retried_through_the_limiter(settings: Settin
         )
         assert isinstance(provider, AirtableProvider)
         provider.rate_limiter = SlidingWindowLimiter(1, 10.0, clock=clock, sleep=clock.sleep)
+        provider.token_limiter = SlidingWindowLimiter(50, 1.0, clock=clock, sleep=clock.sleep)
         with respx.mock(base_url=REAL) as mock:
             route = mock.get("/v0/meta/whoami").mock(
                 side_effect=[
@@ -611,6 +675,39 @@ async def test_sandbox_send_data_pages_through_generated_records(
     assert items[0].updated_at is not None
     calls = f"airtable GET /airtable/v0/{sandbox_airtable.CONTENT_BASE_ID}/Posts"
     assert sandbox_state.calls[calls] == 3
+
+
+async def test_send_data_max_records_asks_for_only_that_many(real: AirtableProvider) -> None:
+    with respx.mock(base_url=REAL) as mock:
+        mock.get(f"/v0/meta/bases/{BASE}/tables").respond(200, json={"tables": [SCHEMA]})
+        route = mock.get(f"/v0/{BASE}/{TABLE}").respond(  # a server that ignores maxRecords
+            200, json={"records": [record(n, Name=f"r{n}") for n in range(1, 11)], "offset": "i2"}
+        )
+        items = await real.send_data(CREDS, {"base_id": BASE, "table": TABLE, "max_records": 5})
+    assert [i.title for i in items] == ["r1", "r2", "r3", "r4", "r5"]
+    assert route.call_count == 1
+    params = route.calls.last.request.url.params
+    assert (params["pageSize"], params["maxRecords"]) == ("5", "5")
+
+
+def test_limit_query_sets_max_records(real: AirtableProvider) -> None:
+    limited = real.limit_query(f"{BASE}/{TABLE}", 10)
+    assert limited == {"base_id": BASE, "table": TABLE, "max_records": 10}
+    assert real.limit_query({**limited, "max_records": 3}, 10)["max_records"] == 3
+    with pytest.raises(InvalidInput):
+        real.limit_query({"base_id": BASE}, 10)
+
+
+async def test_sandbox_send_data_with_max_records_makes_one_request(
+    sandbox: AirtableProvider, sandbox_client: httpx.AsyncClient, sandbox_state: SandboxState
+) -> None:
+    seeded = await sandbox_client.post("/airtable/_sandbox/seed", params={"records": 250})
+    assert seeded.status_code == 200
+    query = sandbox.limit_query(f"{sandbox_airtable.CONTENT_BASE_ID}/Posts", 5)
+    items = await sandbox.send_data(CREDS, query)
+    assert [i.title for i in items] == [f"Post {n}" for n in range(1, 6)]
+    calls = f"airtable GET /airtable/v0/{sandbox_airtable.CONTENT_BASE_ID}/Posts"
+    assert sandbox_state.calls[calls] == 1
 
 
 async def test_sandbox_rate_limit_is_respected_over_a_long_pagination(

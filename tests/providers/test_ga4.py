@@ -241,7 +241,7 @@ async def test_run_report_offset_and_max_rows(
         "run_report", creds, {"metrics": ["x"], "limit": 2, "offset": 1, "max_rows": 3}
     )
     requested = [json.loads(c.request.content) for c in route.calls]
-    assert [(r["offset"], r["limit"]) for r in requested] == [("1", "2"), ("3", "2")]
+    assert [(r["offset"], r["limit"]) for r in requested] == [("1", "2"), ("3", "1")]
     assert report.frame["activeUsers"].tolist() == [20, 30, 40]
 
 

@@ -307,6 +307,88 @@ async def test_value_errors(
     assert "share the sheet" not in str(info.value)
 
 
+DATA_META = {
+    "spreadsheetId": SHEET,
+    "properties": {"title": "Plan"},
+    "sheets": [
+        {"properties": {"sheetId": 0, "title": "Data", "index": 0,
+                        "gridProperties": {"rowCount": 30, "columnCount": 3}}}
+    ],
+}  # fmt: skip
+
+
+def values_answer(rows_by_range: dict[str, list[list[Any]]]) -> Callable[..., httpx.Response]:
+    """Answers values.get with the rows stored for the requested A1 range."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        a1 = unquote(request.url.raw_path.decode().split("?")[0].rsplit("/values/", 1)[1])
+        return httpx.Response(200, json={"range": a1, "values": rows_by_range[a1]})
+
+    return answer
+
+
+def requested_ranges(route: respx.Route) -> list[str]:
+    return [
+        unquote(c.request.url.raw_path.decode().split("?")[0].rsplit("/values/", 1)[1])
+        for c in route.calls
+    ]
+
+
+async def test_send_data_max_items_reads_header_and_max_items_rows(
+    real: GoogleSheetsProvider, mock: respx.MockRouter, creds: dict[str, str]
+) -> None:
+    mock.get(f"/v4/spreadsheets/{SHEET}").respond(200, json=DATA_META)
+    rows = [["n", "title"], *([i, f"row {i}"] for i in range(2, 5))]
+    route = mock.get(url__regex=r"/values/").mock(side_effect=values_answer({"Data!A1:C4": rows}))
+    items = await real.send_data(creds, {"max_items": 3})
+    assert requested_ranges(route) == ["Data!A1:C4"]
+    assert [i.title for i in items] == ["row 2", "row 3", "row 4"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"range": "Data!B5:C", "max_items": 10}, "Data!B5:C15"),
+        ({"range": "Data!A1:C3", "max_items": 10}, "Data!A1:C3"),
+        ({"range": "Data", "max_items": 2, "header": False}, "Data!A1:C2"),
+    ],
+)
+async def test_send_data_max_items_range_is_bounded(
+    real: GoogleSheetsProvider,
+    mock: respx.MockRouter,
+    creds: dict[str, str],
+    options: dict[str, Any],
+    expected: str,
+) -> None:
+    mock.get(f"/v4/spreadsheets/{SHEET}").respond(200, json=DATA_META)
+    route = mock.get(url__regex=r"/values/").respond(200, json={"range": expected})
+    assert await real.send_data(creds, options) == []
+    assert requested_ranges(route)[0] == expected
+
+
+async def test_send_data_max_items_reads_on_when_blank_rows_leave_it_short(
+    real: GoogleSheetsProvider, mock: respx.MockRouter, creds: dict[str, str]
+) -> None:
+    mock.get(f"/v4/spreadsheets/{SHEET}").respond(200, json=DATA_META)
+    first = [["n"], [2], [], [4]]  # header, a row, a blank row, a row
+    rest = [[], [6], [7]]
+    route = mock.get(url__regex=r"/values/").mock(
+        side_effect=values_answer({"Data!A1:C4": first, "Data!A5:C30": rest})
+    )
+    items = await real.send_data(creds, {"max_items": 3})
+    assert requested_ranges(route) == ["Data!A1:C4", "Data!A5:C30"]
+    assert [i.fields["n"] for i in items] == [2, 4, 6]
+    assert [i.id.rsplit("!", 1)[1] for i in items] == ["2", "4", "6"]
+
+
+def test_limit_query_adds_max_items_and_keeps_a_smaller_one(real: GoogleSheetsProvider) -> None:
+    assert real.limit_query(None, 10) == {"max_items": 10}
+    assert real.limit_query("Data!A:C", 10) == {"range": "Data!A:C", "max_items": 10}
+    assert real.limit_query({"range": "Data", "max_items": 4}, 10)["max_items"] == 4
+    with pytest.raises(InvalidInput):
+        real.limit_query({"max_items": 0}, 10)
+
+
 async def test_missing_spreadsheet_id_is_invalid_input(
     real: GoogleSheetsProvider, creds: dict[str, str]
 ) -> None:
@@ -401,6 +483,46 @@ async def test_sandbox_send_data_gives_one_item_per_row(
     assert first.source_url is not None
     assert first.source_url.endswith("#gid=0&range=2:2")
     json.dumps(first.model_dump(mode="json"))  # JSON-safe for the API and Prefect
+
+
+def sheet_reads(state: SandboxState, spreadsheet_id: str) -> dict[str, int]:
+    """Requests the sandbox received for one spreadsheet: 'metadata' or the values range."""
+    prefix = f"google-sheets GET /google-sheets/v4/spreadsheets/{spreadsheet_id}"
+    reads: dict[str, int] = {}
+    for key, count in state.calls.items():
+        if key.startswith(prefix):
+            rest = key.removeprefix(prefix).removeprefix("/values/").removeprefix("/")
+            reads[rest or "metadata"] = count
+    return reads
+
+
+async def test_sandbox_send_data_max_items_asks_for_a_bounded_range(
+    sandbox: GoogleSheetsProvider,
+    sandbox_state: SandboxState,
+    creds: dict[str, str],
+    sandbox_creds: dict[str, str],
+) -> None:
+    sheet = sandbox_creds["spreadsheet_id"]
+    items = await sandbox.send_data({**creds, **sandbox_creds}, {"max_items": 10})
+    assert [i.title for i in items] == [f"Post {n}" for n in range(1, 11)]
+    assert sheet_reads(sandbox_state, sheet) == {"metadata": 1, "Sheet1!A1:Z11": 1}
+
+
+async def test_sandbox_send_data_without_max_items_reads_every_row_once(
+    sandbox: GoogleSheetsProvider,
+    sandbox_state: SandboxState,
+    creds: dict[str, str],
+    sandbox_creds: dict[str, str],  # registers the service account
+) -> None:
+    big = sandbox_sheets.seed_spreadsheet(
+        sandbox_state, shared_with=[EMAIL], generate_rows=2_600, seed=3
+    )
+    items = await sandbox.send_data(
+        {**creds, "spreadsheet_id": big}, {"range": "Sheet1!A:C", "chunk_rows": 1000}
+    )
+    assert len(items) == 2_600  # no hidden row cap
+    assert items[-1].title == "Post 2600"
+    assert sheet_reads(sandbox_state, big) == {"metadata": 1, "values:batchGet": 1}
 
 
 async def test_sandbox_unshared_sheet_explains_sharing(

@@ -243,6 +243,11 @@ async def test_sandbox_lists_assets_across_pages(
         "list_assets", delegated, {"asset_type": "DATA_SOURCE", "max_items": 1}
     )
     assert len(sources) == 1
+    sandbox_state.calls.clear()
+    first = await sandbox.call("list_assets", delegated, {"page_size": 2, "max_items": 3})
+    assert [a["name"] for a in first] == [a["name"] for a in reports[:3]]
+    search = "looker-studio GET /looker-studio/v1/assets:search"
+    assert sandbox_state.calls[search] == 2  # the third page is never asked for
 
 
 async def test_sandbox_refuses_accounts_without_delegation(

@@ -331,6 +331,52 @@ async def test_send_data_with_a_data_source_id_falls_back_from_database(
     ]
 
 
+async def test_send_data_max_items_stops_paging_and_reads_only_kept_bodies(
+    real: NotionProvider,
+) -> None:
+    """Three query pages of 100 are available; Notion ignores the smaller page_size here."""
+    pages = [
+        listing([page(n) for n in range(k * 100, (k + 1) * 100)], f"c{k + 1}" if k < 2 else None)
+        for k in range(3)
+    ]
+    with respx.mock(base_url=REAL) as mock:
+        query = mock.post(f"/v1/data_sources/{DS_ID}/query").mock(
+            side_effect=[httpx.Response(200, json=body) for body in pages]
+        )
+        blocks = mock.get(url__regex=r"/v1/blocks/[^/]+/children").respond(
+            200, json=listing([_block("x", "paragraph", "Body text")])
+        )
+        items = await real.send_data(CREDS, {"data_source_id": DS_ID, "max_items": 5})
+    assert [i.id for i in items] == [f"page-{n}" for n in range(5)]
+    assert all(i.body == "Body text\n" for i in items)
+    assert query.call_count == 1
+    assert json.loads(query.calls.last.request.content)["page_size"] == 5
+    read = [c.request.url.path.split("/")[3] for c in blocks.calls]
+    assert sorted(read) == sorted(i.id for i in items)
+
+
+async def test_send_data_without_max_items_reads_every_page(real: NotionProvider) -> None:
+    with respx.mock(base_url=REAL) as mock:
+        query = mock.post(f"/v1/data_sources/{DS_ID}/query").mock(
+            side_effect=[
+                httpx.Response(200, json=listing([page(1), page(2)], "c2")),
+                httpx.Response(200, json=listing([page(3)])),
+            ]
+        )
+        items = await real.send_data(CREDS, {"data_source_id": DS_ID, "include_body": False})
+    assert [i.id for i in items] == ["page-1", "page-2", "page-3"]
+    assert query.call_count == 2
+    assert json.loads(query.calls[0].request.content)["page_size"] == 100
+
+
+def test_limit_query_adds_max_items_and_keeps_a_smaller_one(real: NotionProvider) -> None:
+    assert real.limit_query(DS_ID, 10) == {"id": DS_ID, "max_items": 10}
+    assert real.limit_query({"database_id": DB_ID, "max_items": 3}, 10)["max_items"] == 3
+    assert real.limit_query({"database_id": DB_ID, "max_items": 30}, 10)["max_items"] == 10
+    with pytest.raises(InvalidInput):
+        real.limit_query({"database_id": DB_ID, "max_items": 0}, 10)
+
+
 async def test_send_data_rejects_ambiguous_input(real: NotionProvider) -> None:
     with pytest.raises(InvalidInput):
         await real.send_data(CREDS, {"database_id": "a", "data_source_id": "b"})
@@ -539,6 +585,57 @@ async def test_sandbox_send_data_pages_through_many_rows(
     assert items[0].fields["Status"] == "In review"
     query = f"notion POST /notion/v1/data_sources/{sandbox_notion.CONTENT_DATA_SOURCE_ID}/query"
     assert sandbox_state.calls[query] == 3
+
+
+def _block_reads(state: SandboxState) -> dict[str, int]:
+    """Block-children requests the sandbox received, by block id."""
+    prefix = "notion GET /notion/v1/blocks/"
+    return {
+        key.removeprefix(prefix).split("/")[0]: count
+        for key, count in state.calls.items()
+        if key.startswith(prefix)
+    }
+
+
+async def test_sandbox_send_data_max_items_queries_once_and_reads_five_bodies(
+    sandbox: NotionProvider, sandbox_client: httpx.AsyncClient, sandbox_state: SandboxState
+) -> None:
+    seeded = await sandbox_client.post("/notion/_sandbox/seed", params={"rows": 300})
+    assert seeded.status_code == 200
+    items = await sandbox.send_data(
+        CREDS, {"data_source_id": sandbox_notion.CONTENT_DATA_SOURCE_ID, "max_items": 5}
+    )
+    assert [i.title for i in items] == [f"Posts item {n}" for n in range(1, 6)]
+    assert all(i.body.startswith(f"# {i.title}\n") for i in items)
+    query = f"notion POST /notion/v1/data_sources/{sandbox_notion.CONTENT_DATA_SOURCE_ID}/query"
+    assert sandbox_state.calls[query] == 1
+    reads = _block_reads(sandbox_state)
+    all_pages = set(sandbox_state.store("notion")["pages"])
+    assert {block for block in reads if block in all_pages} == {i.id for i in items}
+    sandbox_state.calls.clear()
+    await sandbox.call("page_markdown", CREDS, {"page_id": items[0].id})
+    one_page = sum(_block_reads(sandbox_state).values())
+    assert one_page > 1  # nested blocks are read too
+    assert sum(reads.values()) == 5 * one_page  # and nothing for any other page
+
+
+async def test_sandbox_database_max_items_stops_across_data_sources(
+    sandbox: NotionProvider, sandbox_state: SandboxState
+) -> None:
+    prefix = "notion POST /notion/v1/data_sources/"
+    active = f"{prefix}{sandbox_notion.ACTIVE_DATA_SOURCE_ID}/query"
+    archive = f"{prefix}{sandbox_notion.ARCHIVE_DATA_SOURCE_ID}/query"
+    request = {"database_id": sandbox_notion.CAMPAIGNS_DATABASE_ID, "include_body": False}
+    items = await sandbox.send_data(CREDS, {**request, "max_items": 5})
+    assert [i.title for i in items] == [f"Active item {n}" for n in range(1, 5)] + [
+        "Archive item 1"
+    ]
+    assert (sandbox_state.calls[active], sandbox_state.calls[archive]) == (1, 1)
+    sandbox_state.calls.clear()
+    items = await sandbox.send_data(CREDS, {**request, "max_items": 4})
+    assert len(items) == 4
+    assert (sandbox_state.calls[active], sandbox_state.calls[archive]) == (1, 0)
+    assert _block_reads(sandbox_state) == {}
 
 
 async def test_sandbox_send_data_bodies_are_markdown(sandbox: NotionProvider) -> None:

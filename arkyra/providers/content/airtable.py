@@ -1,9 +1,12 @@
 """Airtable: bases, table schemas and records as typed records, DataFrames and content items.
 
 Follows ``reference/provider-contracts-content-ai.md`` section 3. Airtable allows 5 requests per
-second per base; every request here first takes a slot from a per-base sliding-window limiter
-(shared by all provider instances in the process), so a long pagination never trips the limit.
-A 429 asks for a 30 second wait, which :class:`RateLimited` carries.
+second per base and 50 per second across all bases for one token (PAT user or service account).
+Every request here first takes one slot that fits both sliding-window limiters (shared by all
+provider instances in the process): the per-base one keyed by base id, the per-token one keyed by
+a keyed fingerprint of the token (never the token itself). So a long pagination, or many bases
+read at once, never trips a limit. A 429 asks for a 30 second wait, which :class:`RateLimited`
+carries. ``max_records`` (Airtable's ``maxRecords``) stops the listing once that many are in hand.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -44,6 +48,7 @@ from arkyra.providers.base import (
 from arkyra.providers.content.items import ContentItem
 
 REQUESTS_PER_SECOND_PER_BASE = 5
+REQUESTS_PER_SECOND_PER_TOKEN = 50
 RATE_LIMIT_WAIT_SECONDS = 30.0
 PAGE_SIZE = 100
 LONG_QUERY_CHARS = 4000  # beyond this, list records with POST .../listRecords instead of GET
@@ -91,18 +96,7 @@ class SlidingWindowLimiter:
 
     def reserve(self, key: str) -> float:
         """Book the earliest slot for ``key``; returns how long to wait for it."""
-        with self._lock:
-            now = self.clock()
-            grants = self._grants.setdefault(key, deque())
-            while grants and grants[0] <= now - self.per:
-                grants.popleft()
-            slot = now
-            if len(grants) >= self.rate:
-                slot = max(slot, grants[-self.rate] + self.per)
-            if grants:
-                slot = max(slot, grants[-1])
-            grants.append(slot)
-            return slot - now
+        return reserve_together([(self, key)])
 
     async def acquire(self, key: str) -> None:
         """Wait until a request for ``key`` may be sent."""
@@ -110,10 +104,57 @@ class SlidingWindowLimiter:
         if delay > 0:
             await self.sleep(delay)
 
+    def keys(self) -> list[str]:
+        """The keys that have grants on the books (for diagnostics and tests)."""
+        with self._lock:
+            return list(self._grants)
+
+    def _earliest_delay(self, key: str, now: float) -> float:
+        """How long from ``now`` until ``key`` may have another grant (lock held)."""
+        grants = self._grants.setdefault(key, deque())
+        while grants and grants[0] <= now - self.per:
+            grants.popleft()
+        slot = now
+        if len(grants) >= self.rate:
+            slot = max(slot, grants[-self.rate] + self.per)
+        if grants:
+            slot = max(slot, grants[-1])
+        return slot - now
+
+
+def reserve_together(claims: Sequence[tuple[SlidingWindowLimiter, str]]) -> float:
+    """Book one slot that fits every ``(limiter, key)`` at once; returns how long to wait.
+
+    Booking each limiter in turn would let a request go out later than a slot it booked (it was
+    waiting on another limiter), which can put one request too many in a window; a single
+    common slot cannot. The limiters must share a clock; locks are taken in a fixed order.
+    """
+    limiters = sorted({id(limiter): limiter for limiter, _ in claims}.values(), key=id)
+    clock = limiters[0].clock
+    if any(limiter.clock is not clock for limiter in limiters):
+        raise ValueError("limiters booked together must share one clock")
+    with ExitStack() as locks:
+        for limiter in limiters:
+            locks.enter_context(limiter._lock)
+        now = clock()
+        slot = now + max(limiter._earliest_delay(key, now) for limiter, key in claims)
+        for limiter, key in claims:
+            limiter._grants[key].append(slot)
+        return slot - now
+
+
+async def acquire_together(claims: Sequence[tuple[SlidingWindowLimiter, str]]) -> None:
+    """Wait until a request that counts against every ``(limiter, key)`` may be sent."""
+    delay = reserve_together(claims)
+    if delay > 0:
+        await claims[0][0].sleep(delay)
+
 
 #: 5 per 1.1 s rather than per 1.0 s: a 429 costs Airtable's 30 s penalty, so a 10 % margin that
 #: absorbs network jitter is far cheaper than the occasional refusal it prevents.
 BASE_LIMITER = SlidingWindowLimiter(REQUESTS_PER_SECOND_PER_BASE, 1.1)
+#: 50 per 1.1 s per token, across all its bases (same margin).
+TOKEN_LIMITER = SlidingWindowLimiter(REQUESTS_PER_SECOND_PER_TOKEN, 1.1)
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -154,9 +195,13 @@ class ListRecordsInput(ExposedInput):
     user_locale: str | None = None
     return_fields_by_field_id: bool = False
 
+    def effective_page_size(self) -> int:
+        """``page_size``, but no larger than ``max_records``: ask only for what is wanted."""
+        return min(self.page_size, self.max_records or self.page_size)
+
     def query(self) -> dict[str, Any]:
         """Query parameters for ``GET /v0/{base}/{table}`` (repeated ``fields[]``, ``sort[i]``)."""
-        params: dict[str, Any] = {"pageSize": self.page_size}
+        params: dict[str, Any] = {"pageSize": self.effective_page_size()}
         for key, value in self._scalars().items():
             params[key] = value
         if self.fields:
@@ -168,7 +213,7 @@ class ListRecordsInput(ExposedInput):
 
     def body(self) -> dict[str, Any]:
         """The same parameters as a JSON body for ``POST .../listRecords``."""
-        body: dict[str, Any] = {"pageSize": self.page_size, **self._scalars()}
+        body: dict[str, Any] = {"pageSize": self.effective_page_size(), **self._scalars()}
         if self.return_fields_by_field_id:
             body["returnFieldsByFieldId"] = True
         if self.fields:
@@ -235,7 +280,8 @@ def parse_fetch(data: Any) -> AirtableFetch:
 )
 class AirtableProvider(ThirdPartyProvider):
     default_base_url = "https://api.airtable.com"
-    rate_limiter: SlidingWindowLimiter = BASE_LIMITER
+    rate_limiter: SlidingWindowLimiter = BASE_LIMITER  # keyed by base id
+    token_limiter: SlidingWindowLimiter = TOKEN_LIMITER  # keyed by the token's fingerprint
 
     # -- edge ------------------------------------------------------------------------------
 
@@ -279,10 +325,15 @@ class AirtableProvider(ThirdPartyProvider):
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
-        """One read, each attempt (retries included) first taking a slot for its base."""
+        """One read, each attempt (retries included) first taking a slot for its base and
+        for its token."""
+        claims = [
+            (self.rate_limiter, limiter_key),
+            (self.token_limiter, self.fingerprint(self.api_key(credentials))),
+        ]
 
         async def attempt() -> Any:
-            await self.rate_limiter.acquire(limiter_key)
+            await acquire_together(claims)
             response = await self.request(
                 method,
                 path,
@@ -324,6 +375,12 @@ class AirtableProvider(ThirdPartyProvider):
         table = await self._table_schema_or_none(credentials, request.base_id, request.table)
         records = await self.records(credentials, request.list_input())
         return [_to_item(record, request, table) for record in records]
+
+    def limit_query(self, data: Any, max_items: int) -> dict[str, Any]:
+        """``data`` (a ``send_data`` input) asking for at most ``max_items`` records."""
+        request = parse_fetch(data)
+        wanted = min(max_items, request.max_records or max_items)
+        return request.model_copy(update={"max_records": wanted}).model_dump(exclude_defaults=True)
 
     # -- exposed functions -----------------------------------------------------------------
 
@@ -375,7 +432,7 @@ class AirtableProvider(ThirdPartyProvider):
                 query["returnFieldsByFieldId"] = "true"
             return await self._call(params.base_id, "GET", path, credentials, params=query)
 
-        raw = await _offset_paginator("records").collect(fetch)
+        raw = await _offset_paginator("records", max_items=params.max_records).collect(fetch)
         return [AirtableRecord.model_validate(r) for r in raw]
 
     async def table_schema(
@@ -443,12 +500,14 @@ def _error_parts(response: httpx.Response) -> tuple[str | None, str]:
     return None, str(body)[:300]
 
 
-def _offset_paginator(key: str) -> CursorPaginator:
-    """Airtable's ``offset`` is an opaque cursor: send it back until it is absent."""
+def _offset_paginator(key: str, *, max_items: int | None = None) -> CursorPaginator:
+    """Airtable's ``offset`` is an opaque cursor: send it back until it is absent (or until
+    ``max_items`` are in hand, should the server not have applied ``maxRecords``)."""
     return CursorPaginator(
         cursor_param="offset",
         next_cursor=lambda body: body.get("offset"),
         items=lambda body: list(body.get(key) or []),
+        max_items=max_items,
     )
 
 

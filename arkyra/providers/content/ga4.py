@@ -353,6 +353,7 @@ class Ga4Provider(GoogleServiceAccountProvider):
             limit=page_size,
             items=lambda b: b["frame"].index,
             total=lambda b: max(0, int(b.get("rowCount") or 0) - params.offset),
+            max_items=params.max_rows,  # no page past max_rows; the last asks only for the rest
         )
         first: dict[str, Any] | None = None
         last: dict[str, Any] = {}
@@ -364,12 +365,10 @@ class Ga4Provider(GoogleServiceAccountProvider):
             last = page
             pages += 1
             part = page["frame"]
-            if params.max_rows is not None:
+            if params.max_rows is not None:  # in case a page holds more than was asked for
                 part = part.iloc[: params.max_rows - taken]
             parts.append(part)
             taken += len(part)
-            if params.max_rows is not None and taken >= params.max_rows:
-                break
         first = first or {}
         metric_headers = first.get("metricHeaders") or []
         frame = _join_pages(parts, first.get("dimensionHeaders") or [], metric_headers)

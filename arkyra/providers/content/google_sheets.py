@@ -3,7 +3,9 @@
 Reads use bounded A1 ranges. The API has no pagination, so a range without an end row (``Sheet1``,
 ``A:F``, ``A5:F``) or one longer than ``chunk_rows`` is split into row chunks up to the sheet's
 grid size (from the metadata) and read with ``values.get`` (one chunk) or ``values:batchGet``
-(several). Nothing is capped silently: every row of the range comes back.
+(several). Nothing is capped silently: every row of the range comes back. The one cut is asked
+for: ``send_data`` with ``max_items`` requests only the header row and ``max_items`` rows (and
+the rest of the range only when blank rows left it short).
 
 The first row of a range is the header; columns get dtypes from their values: integers
 ``Int64``, other numbers ``float64``, booleans ``boolean``, date-like text ``datetime64`` (only
@@ -325,19 +327,32 @@ class GoogleSheetsProvider(GoogleServiceAccountProvider):
         return AccountInfo(id=account.client_email, name=name)
 
     async def send_data(self, credentials: Mapping[str, str], data: Any) -> list[ContentItem]:
-        """One ContentItem per row; ``data`` is a range, or ``{"range": ..., ...}``, or None."""
+        """One ContentItem per row; ``data`` is a range, or ``{"range": ..., ...}``, or None.
+
+        With ``max_items`` only the first rows are requested; without it, every row.
+        """
         options = _options_from(data)
         spreadsheet_id = self._spreadsheet_id(credentials, options.spreadsheet_id)
         metadata = await self.metadata(credentials, spreadsheet_id)
         a1 = options.range or quote_sheet(_first_sheet(metadata)["title"])
-        values_input = ValuesInput(**options.model_dump(exclude={"range"}), range=a1)
-        frame = await self.values(credentials, values_input)
+        values_input = ValuesInput(**options.model_dump(exclude={"range", "max_items"}), range=a1)
+        if options.max_items is None:
+            frames = await self._read(credentials, [a1], values_input, metadata=metadata)
+            frame = frames[a1]
+        else:
+            frame = await self._first_rows(credentials, values_input, options.max_items, metadata)
         sheet_title = frame.attrs.get("sheet") or _first_sheet(metadata)["title"]
         gid = _sheet_gid(metadata, sheet_title)
         return [
             _row_item(spreadsheet_id, sheet_title, gid, int(row), record)
             for row, record in zip(frame.index, frame.to_dict(orient="records"), strict=True)
         ]
+
+    def limit_query(self, data: Any, max_items: int) -> dict[str, Any]:
+        """``data`` (a ``send_data`` input) asking for at most ``max_items`` rows."""
+        options = _options_from(data)
+        wanted = min(max_items, options.max_items or max_items)
+        return options.model_copy(update={"max_items": wanted}).model_dump(exclude_defaults=True)
 
     # -- exposed functions ---------------------------------------------------------------------
 
@@ -366,13 +381,19 @@ class GoogleSheetsProvider(GoogleServiceAccountProvider):
         )
 
     async def _read(
-        self, credentials: Mapping[str, str], ranges: list[str], options: ReadOptions
+        self,
+        credentials: Mapping[str, str],
+        ranges: list[str],
+        options: ReadOptions,
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, pd.DataFrame]:
+        """Every row of each range; ``metadata`` when the caller has it already (saves a read)."""
         spreadsheet_id = self._spreadsheet_id(credentials, options.spreadsheet_id)
         parsed = [parse_a1(text) for text in ranges]
-        metadata = None
-        if any(p.needs_grid for p in parsed) or any(
-            (p.last_row or 0) - (p.first_row or 1) + 1 > options.chunk_rows for p in parsed
+        if metadata is None and (
+            any(p.needs_grid for p in parsed)
+            or any((p.last_row or 0) - (p.first_row or 1) + 1 > options.chunk_rows for p in parsed)
         ):
             metadata = await self.metadata(credentials, spreadsheet_id)
         plans = [_plan(p, metadata, options.chunk_rows) for p in parsed]
@@ -383,18 +404,44 @@ class GoogleSheetsProvider(GoogleServiceAccountProvider):
         for text, plan in zip(ranges, plans, strict=True):
             bodies = results[position : position + len(plan)]
             position += len(plan)
-            rows = [
-                (chunk.first_row + offset, list(values))
-                for chunk, body in zip(plan, bodies, strict=True)
-                for offset, values in enumerate(body.get("values") or [])
-            ]
-            frame = rows_to_frame(rows, header=options.header)
+            frame = rows_to_frame(_numbered_rows(plan, bodies), header=options.header)
             returned = bodies[0].get("range", text) if bodies else text
             frame.attrs.update(
                 {"spreadsheet_id": spreadsheet_id, "range": text, "sheet": sheet_of(returned)}
             )
             frames[text] = frame
         return frames
+
+    async def _first_rows(
+        self,
+        credentials: Mapping[str, str],
+        params: ValuesInput,
+        max_items: int,
+        metadata: Mapping[str, Any],
+    ) -> pd.DataFrame:
+        """The first ``max_items`` rows of ``params.range``: one bounded request for the header
+        and ``max_items`` rows; the rest of the range only if blank rows left it short."""
+        spreadsheet_id = self._spreadsheet_id(credentials, params.spreadsheet_id)
+        a1 = parse_a1(params.range)
+        title, row_count, _ = _grid(metadata, a1.sheet)
+        first, end = a1.first_row or 1, a1.last_row or row_count
+        bounded_end = min(end, first + max_items - (0 if params.header else 1))
+        rows: list[tuple[int, list[Any]]] = []
+        frame = rows_to_frame(rows, header=params.header)
+        for start, stop in ((first, bounded_end), (bounded_end + 1, end)):
+            if start > stop or len(frame) >= max_items:
+                break
+            window = A1Range(title, a1.first_column, start, a1.last_column, stop)
+            plan = _plan(window, metadata, params.chunk_rows)
+            rows += _numbered_rows(
+                plan, await self._fetch_chunks(credentials, spreadsheet_id, plan, params)
+            )
+            frame = rows_to_frame(rows, header=params.header)
+        frame = frame.iloc[:max_items]
+        frame.attrs.update(
+            {"spreadsheet_id": spreadsheet_id, "range": params.range, "sheet": title}
+        )
+        return frame
 
     async def _fetch_chunks(
         self,
@@ -434,6 +481,9 @@ class GoogleSheetsProvider(GoogleServiceAccountProvider):
 
 class _SendOptions(ReadOptions):
     range: str | None = None
+    max_items: int | None = Field(
+        default=None, ge=1, description="Read only the header and this many rows."
+    )
 
 
 def _options_from(data: Any) -> _SendOptions:
@@ -497,6 +547,15 @@ def _plan(a1: A1Range, metadata: Mapping[str, Any] | None, chunk_rows: int) -> l
             start,
         )
         for start in range(first_row, last_row + 1, chunk_rows)
+    ]
+
+
+def _numbered_rows(plan: list[_Chunk], bodies: list[dict[str, Any]]) -> list[tuple[int, list[Any]]]:
+    """``(sheet row number, values)`` for every row the chunks' answers hold."""
+    return [
+        (chunk.first_row + offset, list(values))
+        for chunk, body in zip(plan, bodies, strict=True)
+        for offset, values in enumerate(body.get("values") or [])
     ]
 
 

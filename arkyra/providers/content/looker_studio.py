@@ -220,7 +220,8 @@ class LookerStudioProvider(GoogleServiceAccountProvider):
                 "user to act as",
                 {"delegated_user": "required to list assets"},
             )
-        query: dict[str, Any] = {"assetTypes": params.asset_type, "pageSize": params.page_size}
+        page_size = min(params.page_size, params.max_items or params.page_size)
+        query: dict[str, Any] = {"assetTypes": params.asset_type, "pageSize": page_size}
         if params.title:
             query["title"] = params.title
         if params.owner:
@@ -233,17 +234,13 @@ class LookerStudioProvider(GoogleServiceAccountProvider):
             cursor_param="pageToken",
             next_cursor=lambda b: b.get("nextPageToken"),
             items=lambda b: b.get("assets") or [],
+            max_items=params.max_items,
         )
 
         async def fetch(cursor: dict[str, Any]) -> Any:
             return await self._search(credentials, user, {**query, **cursor})
 
-        assets: list[dict[str, Any]] = []
-        async for asset in paginator.items(fetch):
-            assets.append(asset)
-            if params.max_items and len(assets) >= params.max_items:
-                break
-        return assets
+        return await paginator.collect(fetch)
 
     async def _search(
         self, credentials: Mapping[str, str], user: str, query: Mapping[str, Any]

@@ -130,6 +130,11 @@ class NotionFetch(BaseModel):
     sorts: list[dict[str, Any]] | None = None
     include_body: bool = Field(default=True, description="Read each page's blocks as Markdown.")
     legacy: bool = Field(default=False, description="Use the 2022-06-28 database query.")
+    max_items: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop after this many pages: no further query pages, no other bodies read.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> NotionFetch:
@@ -229,7 +234,10 @@ class NotionProvider(ThirdPartyProvider):
         version: str = NOTION_VERSION,
         max_results: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Every result of a paginated POST list (``start_cursor``/``has_more``/``next_cursor``)."""
+        """The results of a paginated POST list (``start_cursor``/``has_more``/``next_cursor``):
+        all of them, or the first ``max_results`` without asking for further pages."""
+        if max_results is not None:
+            body = {**body, "page_size": min(int(body.get("page_size", PAGE_SIZE)), max_results)}
 
         async def fetch(cursor: dict[str, Any]) -> Any:
             page = await self._post(
@@ -238,12 +246,7 @@ class NotionProvider(ThirdPartyProvider):
             _require_complete(page, self.identifier)
             return page
 
-        results: list[dict[str, Any]] = []
-        async for item in _paginator().items(fetch):
-            results.append(item)
-            if max_results is not None and len(results) >= max_results:
-                break
-        return results
+        return await _paginator(max_items=max_results).collect(fetch)
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -258,7 +261,11 @@ class NotionProvider(ThirdPartyProvider):
         return AccountInfo(id=str(account_id), name=str(name or self.title))
 
     async def send_data(self, credentials: Mapping[str, str], data: Any) -> list[ContentItem]:
-        """Fetch the pages of a data source or database as content items (body = Markdown)."""
+        """Fetch the pages of a data source or database as content items (body = Markdown).
+
+        With ``max_items`` the query stops once that many pages are in hand and only those
+        pages' blocks are read.
+        """
         request = parse_fetch(data)
         pages = await self.fetch_pages(credentials, request)
         limit = asyncio.Semaphore(PAGE_CONCURRENCY)
@@ -271,6 +278,12 @@ class NotionProvider(ThirdPartyProvider):
             return page_to_item(page, body)
 
         return list(await asyncio.gather(*(to_item(page) for page in pages)))
+
+    def limit_query(self, data: Any, max_items: int) -> dict[str, Any]:
+        """``data`` (a ``send_data`` input) asking for at most ``max_items`` pages."""
+        request = parse_fetch(data)
+        wanted = min(max_items, request.max_items or max_items)
+        return request.model_copy(update={"max_items": wanted}).model_dump(exclude_defaults=True)
 
     # -- exposed functions -----------------------------------------------------------------
 
@@ -340,18 +353,25 @@ class NotionProvider(ThirdPartyProvider):
         body: dict[str, Any] | None = None,
         *,
         filter_properties: list[str] | None = None,
+        max_items: int | None = None,
     ) -> list[Page]:
-        """``POST /v1/data_sources/{id}/query``, every page of results."""
+        """``POST /v1/data_sources/{id}/query``: every page of results, or the first few."""
         params = {"filter_properties": filter_properties} if filter_properties else None
         return await self._collect(
             f"/v1/data_sources/{data_source_id}/query",
             credentials,
             body or {"page_size": PAGE_SIZE},
             params=params,
+            max_results=max_items,
         )
 
     async def legacy_database_pages(
-        self, credentials: Mapping[str, str], database_id: str, body: dict[str, Any] | None = None
+        self,
+        credentials: Mapping[str, str],
+        database_id: str,
+        body: dict[str, Any] | None = None,
+        *,
+        max_items: int | None = None,
     ) -> list[Page]:
         """``POST /v1/databases/{id}/query`` with the legacy version header."""
         return await self._collect(
@@ -359,16 +379,27 @@ class NotionProvider(ThirdPartyProvider):
             credentials,
             body or {"page_size": PAGE_SIZE},
             version=LEGACY_NOTION_VERSION,
+            max_results=max_items,
         )
 
     async def database_pages(
-        self, credentials: Mapping[str, str], database_id: str, body: dict[str, Any] | None = None
+        self,
+        credentials: Mapping[str, str],
+        database_id: str,
+        body: dict[str, Any] | None = None,
+        *,
+        max_items: int | None = None,
     ) -> list[Page]:
-        """The pages of every data source of a database, source by source."""
+        """The pages of every data source of a database, source by source, until ``max_items``."""
         sources = await self.list_data_sources(credentials, DatabaseInput(database_id=database_id))
         pages: list[Page] = []
         for source in sources:
-            pages.extend(await self.data_source_pages(credentials, str(source["id"]), body))
+            wanted = None if max_items is None else max_items - len(pages)
+            if wanted == 0:
+                break
+            pages.extend(
+                await self.data_source_pages(credentials, str(source["id"]), body, max_items=wanted)
+            )
         return pages
 
     async def fetch_pages(self, credentials: Mapping[str, str], request: NotionFetch) -> list[Page]:
@@ -378,21 +409,26 @@ class NotionProvider(ThirdPartyProvider):
             body["filter"] = request.filter
         if request.sorts is not None:
             body["sorts"] = request.sorts
+        limit = request.max_items
         if request.legacy:
             return await self.legacy_database_pages(
-                credentials, str(request.database_id or request.id), body
+                credentials, str(request.database_id or request.id), body, max_items=limit
             )
         if request.data_source_id:
-            return await self.data_source_pages(credentials, request.data_source_id, body)
+            return await self.data_source_pages(
+                credentials, request.data_source_id, body, max_items=limit
+            )
         if request.database_id:
-            return await self.database_pages(credentials, request.database_id, body)
+            return await self.database_pages(
+                credentials, request.database_id, body, max_items=limit
+            )
         target = str(request.id)
         try:
-            return await self.database_pages(credentials, target, body)
+            return await self.database_pages(credentials, target, body, max_items=limit)
         except BadRequest as exc:
             if exc.code != "object_not_found":
                 raise
-        return await self.data_source_pages(credentials, target, body)
+        return await self.data_source_pages(credentials, target, body, max_items=limit)
 
     async def block_tree(
         self, credentials: Mapping[str, str], block_id: str, *, depth: int = 0
@@ -440,11 +476,12 @@ def _error_parts(response: httpx.Response) -> tuple[str | None, str]:
     return None, str(body)[:300]
 
 
-def _paginator() -> CursorPaginator:
+def _paginator(*, max_items: int | None = None) -> CursorPaginator:
     return CursorPaginator(
         cursor_param="start_cursor",
         next_cursor=lambda body: body.get("next_cursor") if body.get("has_more") else None,
         items=lambda body: list(body.get("results") or []),
+        max_items=max_items,
     )
 
 
