@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     claude_api_key: SecretStr | None = None
     mistral_api_key: SecretStr | None = None
 
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Per-organization, per-route limits by bucket, as JSON: "
+            '{"default": "120/minute", "connect": "20/minute", "function": "60/minute", '
+            '"submit": "30/minute", "ai": "3000/minute"}; unnamed buckets keep their defaults.'
+        ),
+    )
+
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, GET /metrics requires `Authorization: Bearer <this token>`.",

@@ -68,3 +68,10 @@ def test_default_database_is_sqlite_under_home(tmp_path: Path) -> None:
 def test_a_public_url_that_is_not_http_is_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(ValidationError, match="public_url"):
         make_settings(tmp_path, public_url=url)
+
+
+def test_rate_limits_come_from_the_environment_as_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARKYRA_RATE_LIMITS", '{"ai": "50/second", "connect": "5/minute"}')
+    assert make_settings(tmp_path).rate_limits == {"ai": "50/second", "connect": "5/minute"}

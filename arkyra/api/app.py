@@ -122,6 +122,9 @@ async def _close_ai_router(app: FastAPI) -> None:
 def _check_limits(limits: Mapping[str, str]) -> None:
     """Fail at start-up, naming the bucket, when a limit is not a rate like ``60/minute``."""
     for bucket, value in limits.items():
+        if bucket not in DEFAULT_LIMITS:
+            known = ", ".join(sorted(DEFAULT_LIMITS))
+            raise ConfigError(f"rate limit {bucket!r} is not a bucket (buckets: {known})")
         try:
             parse_limit(value)
         except ValueError:
@@ -175,11 +178,12 @@ def create_app(
     job_stale_after_seconds: float = 60.0,
     background_work: bool = True,
 ) -> FastAPI:
-    """The API. ``limits`` maps a bucket (``default``, ``connect``, ``function``, ``submit``)
-    to a rate such as ``"120/minute"``, per organization and route; ``background_work`` runs the
+    """The API. ``limits`` maps a bucket (``default``, ``connect``, ``function``, ``submit``,
+    ``ai``) to a rate such as ``"120/minute"``, per organization and route, over
+    ``settings.rate_limits`` and the defaults; ``background_work`` runs the
     delivery worker and alert sender in this process (off for apps that only serve requests)."""
     settings = settings or get_settings()
-    merged_limits = {**DEFAULT_LIMITS, **dict(limits or {})}
+    merged_limits = {**DEFAULT_LIMITS, **settings.rate_limits, **dict(limits or {})}
     _check_limits(merged_limits)
 
     @asynccontextmanager

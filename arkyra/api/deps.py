@@ -32,6 +32,9 @@ DEFAULT_LIMITS: dict[str, str] = {
     "connect": "20/minute",
     "function": "60/minute",
     "submit": "30/minute",
+    # The AI doors (/ai/*, /v1/chat/completions): budgets bound the spend; this bounds a
+    # runaway client's request rate, high enough for pipelines fanning out.
+    "ai": "3000/minute",
 }
 
 #: RFC 6750: a token was sent but is not acceptable.
@@ -148,3 +151,5 @@ def rate_limit(bucket: str = "default") -> Callable[..., Awaitable[Principal]]:
 
 
 RateLimitDep = Annotated[Principal, Depends(rate_limit())]
+#: Authentication plus the ``ai`` bucket's limit (the AI router's routes).
+AILimited = Annotated[Principal, Depends(rate_limit("ai"))]

@@ -11,6 +11,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from limits.aio.storage import MemoryStorage
 
+from arkyra.config import Settings
 from arkyra.errors import ConfigError
 from arkyra.ratelimit import RateLimiter, storage_for
 from tests.api.conftest import API_URL
@@ -81,3 +82,36 @@ async def test_unauthenticated_requests_are_401_not_counted(
 def test_a_bad_limit_stops_start_up(make_app: Callable[..., FastAPI]) -> None:
     with pytest.raises(ConfigError, match="connect"):
         make_app(limits={"connect": "lots"})
+
+
+def test_an_unknown_bucket_stops_start_up_with_the_buckets_named(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    with pytest.raises(ConfigError, match=r"'defualt' is not a bucket.*ai, connect, default"):
+        make_app(limits={"defualt": "10/minute"})
+
+
+async def test_the_ai_routes_have_their_own_limit_from_the_settings(
+    make_app: Callable[..., FastAPI], db_settings: Settings, auth
+) -> None:
+    settings = db_settings.model_copy(update={"rate_limits": {"ai": "2/minute"}})
+    app = make_app(settings, limiter=RateLimiter(MemoryStorage()))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=API_URL) as api:
+            for remaining in ("1", "0"):
+                allowed = await api.get("/ai/providers", headers=auth())
+                assert allowed.status_code == 200, allowed.text
+                assert allowed.headers["ratelimit-limit"] == "2"
+                assert allowed.headers["ratelimit-remaining"] == remaining
+            refused = await api.get("/ai/providers", headers=auth())
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
+            chat = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(2):  # the chat door counts in its own window
+                await api.post("/v1/chat/completions", json=chat, headers=auth())
+            assert (
+                await api.post("/v1/chat/completions", json=chat, headers=auth())
+            ).status_code == 429
+            # the other buckets keep their defaults
+            assert (await api.get("/third-party", headers=auth())).status_code == 200

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from arkyra.api.deps import AdminDep, PrincipalDep
+from arkyra.api.deps import AdminDep, AILimited, rate_limit
 from arkyra.api.errors import json_error
 from arkyra.errors import ArkyraError, NotFound
 from arkyra.providers.ai._base import CompletionRequest
@@ -179,7 +179,7 @@ async def completion(
     body: CompletionRequest,
     request: Request,
     response: Response,
-    principal: PrincipalDep,
+    principal: AILimited,
     ai: AIRouterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
@@ -209,7 +209,7 @@ async def completion(
 
 @router.get("/ai/providers")
 async def providers(
-    principal: PrincipalDep,
+    principal: AILimited,
     request: Request,
     ai: AIRouterDep,
     probe: Annotated[
@@ -237,7 +237,7 @@ def _quota(ai: Router) -> QuotaService:
 
 
 @router.get("/ai/quota/{org_id}")
-async def quota(org_id: str, principal: PrincipalDep, ai: AIRouterDep) -> dict[str, Any]:
+async def quota(org_id: str, principal: AILimited, ai: AIRouterDep) -> dict[str, Any]:
     """The organization's budget for the current period (limits, spent, reserved)."""
     return await _quota(ai).snapshot(_own(principal, org_id))
 
@@ -248,7 +248,7 @@ class QuotaPolicyBody(BaseModel):
     period: str = Field(default="month", pattern="^(month|day)$")
 
 
-@router.put("/ai/quota/{org_id}")
+@router.put("/ai/quota/{org_id}", dependencies=[Depends(rate_limit("ai"))])
 async def set_quota(
     org_id: str, body: QuotaPolicyBody, principal: AdminDep, ai: AIRouterDep
 ) -> dict[str, Any]:
@@ -264,7 +264,7 @@ async def set_quota(
 @router.get("/ai/usage/{org_id}")
 async def usage(
     org_id: str,
-    principal: PrincipalDep,
+    principal: AILimited,
     request: Request,
     ai: AIRouterDep,
     since: Annotated[date | None, Query(description="First day to include (UTC).")] = None,

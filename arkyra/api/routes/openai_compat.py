@@ -25,7 +25,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from arkyra.api.deps import PrincipalDep
+from arkyra.api.deps import AILimited
 from arkyra.api.routes.ai import (
     AIRouterDep,
     FastJSONResponse,
@@ -123,7 +123,7 @@ def chat_completion(answer: Completion, completion_id: str, created: int) -> dic
 async def chat_completions(
     body: ChatCompletionBody,
     request: Request,
-    principal: PrincipalDep,
+    principal: AILimited,
     ai: AIRouterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     task_type: Annotated[str | None, Header(alias="x-arkyra-task-type")] = None,
