@@ -425,6 +425,15 @@ def test_apprise_debug_logs_are_dropped_and_tokens_redacted() -> None:
     assert "testtokentesttokentest00" in secret_parts(SLACK_URL)
 
 
+def test_the_filter_sits_on_apprise_and_urllib3_loggers() -> None:
+    import logging
+
+    apprise_module._install_log_filter()
+    for name in ("apprise", "urllib3.connectionpool"):  # urllib3 logs the request path at DEBUG
+        filters = logging.getLogger(name).filters
+        assert [type(f) for f in filters].count(apprise_module.AppriseLogFilter) == 1, name
+
+
 # -- the delivery worker --------------------------------------------------------------------------
 
 

@@ -19,8 +19,8 @@
   notification whose title and body come from the event (alerts: the reason and the link).
   Apprise reporting a failure is a retryable failure. ``test_notification`` sends on request.
 - Errors name the scheme or the service, never the URL. Apprise logs full request URLs and
-  payloads at DEBUG: a filter on its logger drops records below INFO and blanks the token-like
-  parts of the URL being used from the rest.
+  payloads at DEBUG, and urllib3 logs request paths: a filter on both loggers drops records
+  below INFO and blanks the token-like parts of the URL being used from the rest.
 """
 
 from __future__ import annotations
@@ -113,10 +113,16 @@ class AppriseLogFilter(logging.Filter):
         return True
 
 
+#: Loggers that see the URL: apprise's own, and urllib3's, whose DEBUG lines carry the request
+#: path (a Slack or Discord webhook path is its token).
+FILTERED_LOGGERS = ("apprise", "urllib3.connectionpool")
+
+
 def _install_log_filter() -> None:
-    apprise_logger = logging.getLogger("apprise")
-    if not any(isinstance(f, AppriseLogFilter) for f in apprise_logger.filters):
-        apprise_logger.addFilter(AppriseLogFilter())
+    for name in FILTERED_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, AppriseLogFilter) for f in target.filters):
+            target.addFilter(AppriseLogFilter())
 
 
 _install_log_filter()
