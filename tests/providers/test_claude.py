@@ -4,8 +4,6 @@ headers, error types, SSE events, golden usage, and the sandbox end to end."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,22 +21,30 @@ from arkyra.errors import (
     RateLimited,
     Transient,
 )
-from arkyra.providers import ThirdPartyProvider, get_provider
-from arkyra.providers.ai import CompletionRequest, StreamChunk
+from arkyra.providers import get_provider
+from arkyra.providers.ai import CompletionRequest
 from arkyra.providers.ai.claude import JSON_INSTRUCTION, ClaudeProvider
 from arkyra.sandbox.state import SandboxState
-from tests.conftest import make_settings
+from tests.providers.ai_fixtures import (
+    INJECTED_FAULTS,
+    MAGIC_WORDS,
+    ChatRoute,
+    ai_provider_fixtures,
+    ask,
+    assert_ai_catalogue_entry,
+    assert_injected_fault_is_mapped,
+    assert_sandbox_streams,
+    assert_secret_free,
+    collect,
+    golden,
+    raised_both_ways,
+)
+from tests.providers.ai_fixtures import VIDEO_SCHEMA as SCHEMA
 
 REAL = "https://api.anthropic.com"
 KEY = "sk-ant-api03-test-Q9w8E7r6T5y4U3i2"
 CREDS = {"api_key": KEY, "label": "Studio"}
-GOLDEN = Path(__file__).parent / "golden"
-SCHEMA = {
-    "type": "object",
-    "properties": {"title": {"type": "string"}, "minutes": {"type": "integer"}},
-    "required": ["title", "minutes"],
-    "additionalProperties": False,
-}
+MESSAGES = ChatRoute(f"{REAL}/v1/messages", CREDS)
 MESSAGE_OK = {
     "id": "msg_1",
     "type": "message",
@@ -51,58 +57,20 @@ MESSAGE_OK = {
 }
 
 
-def ask(text: str = "Say hi", system: str | None = None, **options: Any) -> CompletionRequest:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": text})
-    return CompletionRequest(messages=messages, **options)
-
-
 def claude_error(kind: str, message: str = "error") -> dict:
     return {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_1"}
 
 
 def sse(events: list[dict]) -> str:
+    """Claude's named server-sent events (``event:`` then ``data:``), unlike the other vendors."""
     return "".join(f"event: {e['event']}\ndata: {json.dumps(e['data'])}\n\n" for e in events)
 
 
-async def collect(stream: AsyncIterator[StreamChunk]) -> list[StreamChunk]:
-    return [chunk async for chunk in stream]
-
-
-def assert_secret_free(exc: BaseException) -> None:
-    assert KEY not in str(exc)
-    assert KEY not in repr(exc)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """One attempt per call, so each magic error in the sandbox is seen exactly once."""
-    return make_settings(tmp_path, http_max_attempts=1)
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[ClaudeProvider]:
-    async with httpx.AsyncClient() as client:
-        provider = get_provider(
-            "claude", settings=settings.model_copy(update={"sandbox": False}), client=client
-        )
-        assert isinstance(provider, ClaudeProvider)
-        yield provider
-
-
-@pytest.fixture
-def sandbox(provider_factory: Callable[[str], ThirdPartyProvider]) -> ClaudeProvider:
-    provider = provider_factory("claude")
-    assert isinstance(provider, ClaudeProvider)
-    return provider
+settings, real, sandbox = ai_provider_fixtures("claude", ClaudeProvider)
 
 
 def test_catalogue_entry() -> None:
-    assert ClaudeProvider.identifier == "claude"
-    assert ClaudeProvider.category == "ai"
-    assert [f.name for f in ClaudeProvider.fields] == ["api_key"]
-    assert ClaudeProvider.default_base_url == REAL
-    assert ClaudeProvider.default_model in ClaudeProvider.models
+    assert_ai_catalogue_entry(ClaudeProvider, "claude", REAL)
     assert {"claude-sonnet-5-5", "claude-haiku-4-5"} <= set(ClaudeProvider.models)
 
 
@@ -153,10 +121,7 @@ async def test_is_healthy_is_false_on_vendor_errors(
 async def sent(
     real: ClaudeProvider, request: CompletionRequest, reply: dict | None = None
 ) -> tuple[dict, Any]:
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/v1/messages").respond(200, json=reply or MESSAGE_OK)
-        completion = await real.generate_completion(CREDS, request)
-    request_sent = route.calls.last.request
+    completion, request_sent = await MESSAGES.complete(real, request, json=reply or MESSAGE_OK)
     assert request_sent.headers["x-api-key"] == KEY
     assert request_sent.headers["anthropic-version"] == "2023-06-01"
     return json.loads(request_sent.content), completion
@@ -208,7 +173,7 @@ async def test_structured_output_uses_output_config_on_current_models(
 
 
 async def test_structured_output_is_a_forced_tool_on_older_models(real: ClaudeProvider) -> None:
-    reply = json.loads((GOLDEN / "claude_tool_use.json").read_text())
+    reply = golden("claude_tool_use.json")
     request = ask(model="claude-haiku-4-5", json_schema=SCHEMA)
     body, completion = await sent(real, request, reply)
     assert body == {
@@ -254,10 +219,8 @@ async def test_stop_reasons_are_normalised(
 
 
 async def test_refusal_is_content_rejected(real: ClaudeProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/v1/messages").respond(200, json={**MESSAGE_OK, "stop_reason": "refusal"})
-        with pytest.raises(ContentRejected):
-            await real.generate_completion(CREDS, ask())
+    with pytest.raises(ContentRejected):
+        await MESSAGES.complete(real, ask(), json={**MESSAGE_OK, "stop_reason": "refusal"})
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -286,23 +249,17 @@ ERROR_CASES = [
 async def test_error_types_are_mapped(
     real: ClaudeProvider, status: int, kind: str, message: str, error_class: type
 ) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/v1/messages").respond(status, json=claude_error(kind, message))
-        with pytest.raises(ProviderError) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert (caught.value.status, caught.value.code) == (status, kind)
-    assert_secret_free(caught.value)
+    error = await MESSAGES.raised(real, ProviderError, status, json=claude_error(kind, message))
+    assert type(error) is error_class
+    assert (error.status, error.code) == (status, kind)
+    assert_secret_free(error, KEY)
 
 
 async def test_rate_limit_reads_retry_after(real: ClaudeProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/v1/messages").respond(
-            429, json=claude_error("rate_limit_error"), headers={"retry-after": "7"}
-        )
-        with pytest.raises(RateLimited) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert caught.value.retry_after == 7.0
+    error = await MESSAGES.raised(
+        real, RateLimited, 429, json=claude_error("rate_limit_error"), headers={"retry-after": "7"}
+    )
+    assert error.retry_after == 7.0
 
 
 async def test_overloaded_is_retried_on_the_same_provider(settings: Settings) -> None:
@@ -320,28 +277,17 @@ async def test_overloaded_is_retried_on_the_same_provider(settings: Settings) ->
 
 
 async def test_an_echoed_key_is_redacted(real: ClaudeProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/v1/messages").respond(
-            401, json=claude_error("authentication_error", f"invalid x-api-key {KEY}")
-        )
-        with pytest.raises(InvalidCredentials) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert_secret_free(caught.value)
+    body = claude_error("authentication_error", f"invalid x-api-key {KEY}")
+    error = await MESSAGES.raised(real, InvalidCredentials, 401, json=body)
+    assert_secret_free(error, KEY)
 
 
 # -- streaming and golden responses ----------------------------------------------------------
 
 
-def golden(name: str) -> Any:
-    return json.loads((GOLDEN / name).read_text())
-
-
 async def test_golden_message_normalises_cache_reads_and_writes(real: ClaudeProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/v1/messages").respond(200, json=golden("claude_message.json"))
-        completion = await real.generate_completion(
-            CREDS, ask(model="claude-sonnet-5-5", json_schema=SCHEMA)
-        )
+    request = ask(model="claude-sonnet-5-5", json_schema=SCHEMA)
+    completion, _ = await MESSAGES.complete(real, request, json=golden("claude_message.json"))
     usage = completion.usage
     assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (312, 14336, 2048)
     assert usage.output_tokens == 187
@@ -351,16 +297,14 @@ async def test_golden_message_normalises_cache_reads_and_writes(real: ClaudeProv
 
 
 async def test_golden_stream(real: ClaudeProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/v1/messages").respond(
-            200,
-            text=sse(golden("claude_stream.json")["events"]),
-            headers={"content-type": "text/event-stream"},
-        )
-        chunks = await collect(real.stream_completion(CREDS, ask(stream=True)))
-    body = json.loads(route.calls.last.request.content)
+    chunks, sent = await MESSAGES.streamed(
+        real,
+        text=sse(golden("claude_stream.json")["events"]),
+        headers={"content-type": "text/event-stream"},
+    )
+    body = json.loads(sent.content)
     assert body["stream"] is True
-    assert route.calls.last.request.headers["anthropic-version"] == "2023-06-01"
+    assert sent.headers["anthropic-version"] == "2023-06-01"
     assert "".join(c.delta for c in chunks) == "Hello!"
     final = chunks[-1]
     assert final.finish_reason == "stop"
@@ -391,10 +335,8 @@ async def test_error_event_mid_stream(real: ClaudeProvider, kind: str, error_cla
 
 
 async def test_stream_error_status_raises_before_the_first_chunk(real: ClaudeProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/v1/messages").respond(529, json=claude_error("overloaded_error"))
-        with pytest.raises(Transient):
-            await anext(real.stream_completion(CREDS, ask(stream=True)))
+    body = claude_error("overloaded_error")
+    await MESSAGES.raised_before_first_chunk(real, Transient, 529, json=body)
 
 
 # -- the sandbox, end to end -----------------------------------------------------------------
@@ -429,33 +371,17 @@ async def test_sandbox_json_and_structured_per_family(sandbox: ClaudeProvider) -
 
 
 async def test_sandbox_stream_text_and_tool(sandbox: ClaudeProvider) -> None:
-    chunks = await collect(sandbox.stream_completion(CREDS, ask("Stream me", stream=True)))
-    assert "".join(c.delta for c in chunks) == "Sandbox answer to: Stream me"
-    assert chunks[-1].finish_reason == "stop"
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.output_tokens > 0
+    await assert_sandbox_streams(sandbox, CREDS)
     request = ask(model="claude-haiku-4-5", json_schema=SCHEMA, stream=True)
     chunks = await collect(sandbox.stream_completion(CREDS, request))
     assert json.loads("".join(c.delta for c in chunks)) == {"title": "placeholder", "minutes": 0}
     assert chunks[-1].finish_reason == "stop"
 
 
-@pytest.mark.parametrize(
-    ("word", "error_class"),
-    [
-        ("[quota]", QuotaExhausted),
-        ("[ratelimit]", RateLimited),
-        ("[context]", ContextTooLong),
-        ("[refuse]", ContentRejected),
-        ("[overloaded]", Transient),
-    ],
-)
+@pytest.mark.parametrize(("word", "error_class"), [*MAGIC_WORDS, ("[overloaded]", Transient)])
 async def test_sandbox_magic_errors(sandbox: ClaudeProvider, word: str, error_class: type) -> None:
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask(word))
-    assert_secret_free(caught.value)
-    with pytest.raises(error_class):
-        await collect(sandbox.stream_completion(CREDS, ask(word, stream=True)))
+    plain, _ = await raised_both_ways(sandbox, CREDS, word, error_class)
+    assert_secret_free(plain, KEY)
 
 
 async def test_sandbox_error_event_mid_stream(sandbox: ClaudeProvider) -> None:
@@ -503,22 +429,11 @@ async def test_sandbox_models_paginate(sandbox_client: httpx.AsyncClient) -> Non
 # -- injected sandbox faults use the vendor's own error bodies -------------------------------
 
 
-@pytest.mark.parametrize(
-    ("knobs", "error_class"),
-    [
-        ({"rate_limit_rate": 1, "retry_after_seconds": 0}, RateLimited),
-        ({"error_rate": 1, "error_status": 503}, Transient),
-        ({"error_rate": 1, "error_status": 500}, Transient),
-    ],
-)
+@pytest.mark.parametrize(("knobs", "error_class"), INJECTED_FAULTS)
 async def test_sandbox_injected_faults_map_to_the_taxonomy(
     sandbox: ClaudeProvider, sandbox_state: SandboxState, knobs: dict, error_class: type
 ) -> None:
-    sandbox_state.faults_for("claude").update(knobs)
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert await sandbox.is_healthy(CREDS) is False
+    await assert_injected_fault_is_mapped(sandbox, sandbox_state, CREDS, knobs, error_class)
 
 
 async def test_sandbox_injected_529_is_overloaded(

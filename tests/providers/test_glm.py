@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,16 +19,29 @@ from arkyra.errors import (
     RateLimited,
     Transient,
 )
-from arkyra.providers import ThirdPartyProvider, get_provider
-from arkyra.providers.ai import CompletionRequest, StreamChunk
+from arkyra.providers import get_provider
+from arkyra.providers.ai import CompletionRequest
 from arkyra.providers.ai.glm import GLM_CHINA_BASE_URL, GLMProvider
 from arkyra.sandbox.state import SandboxState
-from tests.conftest import make_settings
+from tests.providers.ai_fixtures import (
+    INJECTED_FAULTS,
+    MAGIC_WORDS,
+    ChatRoute,
+    ai_provider_fixtures,
+    ask,
+    assert_ai_catalogue_entry,
+    assert_injected_fault_is_mapped,
+    assert_sandbox_streams,
+    assert_secret_free,
+    golden,
+    raised_both_ways,
+    sse,
+)
 
 REAL = "https://api.z.ai/api/paas/v4"
 KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0.AbCdEfGhIjKlMnOp"
 CREDS = {"api_key": KEY, "label": "Zhipu"}
-GOLDEN = Path(__file__).parent / "golden"
+CHAT = ChatRoute(f"{REAL}/chat/completions", CREDS)
 SCHEMA = {
     "type": "object",
     "properties": {"title": {"type": "string"}, "tags": {"type": "array"}},
@@ -49,61 +59,20 @@ CHAT_OK = {
 }
 
 
-def ask(text: str = "Say hi", **options: Any) -> CompletionRequest:
-    return CompletionRequest(messages=[{"role": "user", "content": text}], **options)
-
-
 def glm_error(code: str, message: str = "error") -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-def sse(*events: Any) -> str:
-    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events)
-
-
-async def collect(stream: AsyncIterator[StreamChunk]) -> list[StreamChunk]:
-    return [chunk async for chunk in stream]
-
-
-def assert_secret_free(exc: BaseException) -> None:
-    assert KEY not in str(exc)
-    assert KEY not in repr(exc)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """One attempt per call, so each magic error in the sandbox is seen exactly once."""
-    return make_settings(tmp_path, http_max_attempts=1)
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[GLMProvider]:
-    async with httpx.AsyncClient() as client:
-        provider = get_provider(
-            "glm", settings=settings.model_copy(update={"sandbox": False}), client=client
-        )
-        assert isinstance(provider, GLMProvider)
-        yield provider
-
-
-@pytest.fixture
-def sandbox(provider_factory: Callable[[str], ThirdPartyProvider]) -> GLMProvider:
-    provider = provider_factory("glm")
-    assert isinstance(provider, GLMProvider)
-    return provider
+settings, real, sandbox = ai_provider_fixtures("glm", GLMProvider)
 
 
 # -- catalogue and base URLs -----------------------------------------------------------------
 
 
 def test_catalogue_entry() -> None:
-    assert GLMProvider.identifier == "glm"
-    assert GLMProvider.category == "ai"
-    assert [f.name for f in GLMProvider.fields] == ["api_key"]
-    assert GLMProvider.default_base_url == REAL
+    assert_ai_catalogue_entry(GLMProvider, "glm", REAL)
     assert GLM_CHINA_BASE_URL == "https://open.bigmodel.cn/api/paas/v4"
     assert "ARKYRA_GLM_BASE_URL" in GLMProvider.description
-    assert GLMProvider.default_model in GLMProvider.models
     assert GLMProvider.models["glm-4.7-flash"].free
     assert GLMProvider.models["glm-5.2"].context_window == 1_000_000
     assert all("structured_output" not in m.capabilities for m in GLMProvider.models.values())
@@ -154,10 +123,8 @@ async def test_is_healthy_is_false_on_vendor_errors(
 async def sent_body(real: GLMProvider, request: CompletionRequest, answer: str = "Hi") -> dict:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0]["message"]["content"] = answer
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/chat/completions").respond(200, json=reply)
-        await real.generate_completion(CREDS, request)
-    return json.loads(route.calls.last.request.content)
+    _, sent = await CHAT.complete(real, request, json=reply)
+    return json.loads(sent.content)
 
 
 async def test_plain_body(real: GLMProvider) -> None:
@@ -227,13 +194,10 @@ ERROR_CASES = [
 async def test_business_codes_are_mapped(
     real: GLMProvider, status: int, code: str, error_class: type
 ) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(status, json=glm_error(code, f"code {code}"))
-        with pytest.raises(ProviderError) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert (caught.value.status, caught.value.code) == (status, code)
-    assert_secret_free(caught.value)
+    error = await CHAT.raised(real, ProviderError, status, json=glm_error(code, f"code {code}"))
+    assert type(error) is error_class
+    assert (error.status, error.code) == (status, code)
+    assert_secret_free(error, KEY)
 
 
 @pytest.mark.parametrize(
@@ -243,10 +207,7 @@ async def test_business_codes_are_mapped(
 async def test_bodies_without_a_code_fall_back_to_the_status(
     real: GLMProvider, status: int, error_class: type
 ) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(status, text="<html>gateway</html>")
-        with pytest.raises(error_class):
-            await real.generate_completion(CREDS, ask())
+    await CHAT.raised(real, error_class, status, text="<html>gateway</html>")
 
 
 async def test_arrears_are_not_retried_but_concurrency_is(settings: Settings) -> None:
@@ -265,11 +226,10 @@ async def test_arrears_are_not_retried_but_concurrency_is(settings: Settings) ->
 
 
 async def test_an_echoed_key_is_redacted(real: GLMProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(401, json=glm_error("1002", f"bad token {KEY}"))
-        with pytest.raises(InvalidCredentials) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert_secret_free(caught.value)
+    error = await CHAT.raised(
+        real, InvalidCredentials, 401, json=glm_error("1002", f"bad token {KEY}")
+    )
+    assert_secret_free(error, KEY)
 
 
 @pytest.mark.parametrize(
@@ -280,23 +240,15 @@ async def test_finish_reasons_that_are_errors(
 ) -> None:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0]["finish_reason"] = finish
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=reply)
-        with pytest.raises(error_class):
-            await real.generate_completion(CREDS, ask())
+    with pytest.raises(error_class):
+        await CHAT.complete(real, ask(), json=reply)
 
 
 # -- streaming and golden responses ----------------------------------------------------------
 
 
-def golden(name: str) -> Any:
-    return json.loads((GOLDEN / name).read_text())
-
-
 async def test_golden_completion_normalises_cached_tokens(real: GLMProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=golden("glm_chat_completion.json"))
-        completion = await real.generate_completion(CREDS, ask())
+    completion, _ = await CHAT.complete(real, ask(), json=golden("glm_chat_completion.json"))
     usage = completion.usage
     assert (usage.input_tokens, usage.cached_tokens, usage.output_tokens) == (70, 1280, 96)
     assert usage.total_input_tokens == 1350
@@ -305,12 +257,8 @@ async def test_golden_completion_normalises_cached_tokens(real: GLMProvider) -> 
 
 
 async def test_golden_stream(real: GLMProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/chat/completions").respond(
-            200, text=sse(*golden("glm_chat_stream.json")["events"])
-        )
-        chunks = await collect(real.stream_completion(CREDS, ask(stream=True)))
-    body = json.loads(route.calls.last.request.content)
+    chunks, sent = await CHAT.streamed(real, text=sse(*golden("glm_chat_stream.json")["events"]))
+    body = json.loads(sent.content)
     assert body["stream"] is True
     assert "stream_options" not in body
     assert "".join(c.delta for c in chunks) == "Hook first."
@@ -321,10 +269,7 @@ async def test_golden_stream(real: GLMProvider) -> None:
 
 
 async def test_stream_error_status_raises_before_the_first_chunk(real: GLMProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(429, json=glm_error("1113"))
-        with pytest.raises(QuotaExhausted):
-            await anext(real.stream_completion(CREDS, ask(stream=True)))
+    await CHAT.raised_before_first_chunk(real, QuotaExhausted, 429, json=glm_error("1113"))
 
 
 # -- the sandbox, end to end -----------------------------------------------------------------
@@ -354,11 +299,7 @@ async def test_sandbox_completion_json_and_structured(
 
 
 async def test_sandbox_stream(sandbox: GLMProvider) -> None:
-    chunks = await collect(sandbox.stream_completion(CREDS, ask("Stream me", stream=True)))
-    assert "".join(c.delta for c in chunks) == "Sandbox answer to: Stream me"
-    assert chunks[-1].finish_reason == "stop"
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.output_tokens > 0
+    await assert_sandbox_streams(sandbox, CREDS)
 
 
 async def test_sandbox_unknown_model(sandbox: GLMProvider) -> None:
@@ -367,23 +308,12 @@ async def test_sandbox_unknown_model(sandbox: GLMProvider) -> None:
     assert caught.value.code == "1211"
 
 
-@pytest.mark.parametrize(
-    ("word", "error_class"),
-    [
-        ("[quota]", QuotaExhausted),
-        ("[ratelimit]", RateLimited),
-        ("[context]", ContextTooLong),
-        ("[refuse]", ContentRejected),
-    ],
-)
+@pytest.mark.parametrize(("word", "error_class"), MAGIC_WORDS)
 async def test_sandbox_magic_errors(
     sandbox: GLMProvider, sandbox_state: SandboxState, word: str, error_class: type
 ) -> None:
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask(word))
-    assert_secret_free(caught.value)
-    with pytest.raises(error_class):
-        await collect(sandbox.stream_completion(CREDS, ask(word, stream=True)))
+    plain, _ = await raised_both_ways(sandbox, CREDS, word, error_class)
+    assert_secret_free(plain, KEY)
     assert sandbox_state.paid_calls["glm"] == 0
 
 
@@ -396,22 +326,11 @@ async def test_sandbox_invalid_key(sandbox: GLMProvider) -> None:
 # -- injected sandbox faults use the vendor's own error bodies -------------------------------
 
 
-@pytest.mark.parametrize(
-    ("knobs", "error_class"),
-    [
-        ({"rate_limit_rate": 1, "retry_after_seconds": 0}, RateLimited),
-        ({"error_rate": 1, "error_status": 503}, Transient),
-        ({"error_rate": 1, "error_status": 500}, Transient),
-    ],
-)
+@pytest.mark.parametrize(("knobs", "error_class"), INJECTED_FAULTS)
 async def test_sandbox_injected_faults_map_to_the_taxonomy(
     sandbox: GLMProvider, sandbox_state: SandboxState, knobs: dict, error_class: type
 ) -> None:
-    sandbox_state.faults_for("glm").update(knobs)
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert await sandbox.is_healthy(CREDS) is False
+    await assert_injected_fault_is_mapped(sandbox, sandbox_state, CREDS, knobs, error_class)
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from arkyra.config import Settings
 from arkyra.errors import (
     BadRequest,
     ContextTooLong,
@@ -21,16 +18,27 @@ from arkyra.errors import (
     RateLimited,
     Transient,
 )
-from arkyra.providers import ThirdPartyProvider, get_provider
-from arkyra.providers.ai import CompletionRequest, StreamChunk
+from arkyra.providers.ai import CompletionRequest
 from arkyra.providers.ai.mistral import MistralProvider
 from arkyra.sandbox.state import SandboxState
-from tests.conftest import make_settings
+from tests.providers.ai_fixtures import (
+    INJECTED_FAULTS,
+    ChatRoute,
+    ai_provider_fixtures,
+    ask,
+    assert_ai_catalogue_entry,
+    assert_injected_fault_is_mapped,
+    assert_secret_free,
+    collect,
+    golden,
+    raised_both_ways,
+    sse,
+)
 
 REAL = "https://api.mistral.ai/v1"
 KEY = "mistral-test-Zx8Yw7Vu6Ts5Rq4P"
 CREDS = {"api_key": KEY}
-GOLDEN = Path(__file__).parent / "golden"
+CHAT = ChatRoute(f"{REAL}/chat/completions", CREDS)
 SCHEMA = {
     "type": "object",
     "properties": {"topic": {"type": "string"}, "score": {"type": "number"}},
@@ -49,56 +57,15 @@ CHAT_OK = {
 }
 
 
-def ask(text: str = "Say hi", **options: Any) -> CompletionRequest:
-    return CompletionRequest(messages=[{"role": "user", "content": text}], **options)
-
-
 def mistral_error(message: str, kind: str, code: str) -> dict:
     return {"object": "error", "message": message, "type": kind, "param": None, "code": code}
 
 
-def sse(*events: Any) -> str:
-    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events)
-
-
-async def collect(stream: AsyncIterator[StreamChunk]) -> list[StreamChunk]:
-    return [chunk async for chunk in stream]
-
-
-def assert_secret_free(exc: BaseException) -> None:
-    assert KEY not in str(exc)
-    assert KEY not in repr(exc)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """One attempt per call, so each magic error in the sandbox is seen exactly once."""
-    return make_settings(tmp_path, http_max_attempts=1)
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[MistralProvider]:
-    async with httpx.AsyncClient() as client:
-        provider = get_provider(
-            "mistral", settings=settings.model_copy(update={"sandbox": False}), client=client
-        )
-        assert isinstance(provider, MistralProvider)
-        yield provider
-
-
-@pytest.fixture
-def sandbox(provider_factory: Callable[[str], ThirdPartyProvider]) -> MistralProvider:
-    provider = provider_factory("mistral")
-    assert isinstance(provider, MistralProvider)
-    return provider
+settings, real, sandbox = ai_provider_fixtures("mistral", MistralProvider)
 
 
 def test_catalogue_entry() -> None:
-    assert MistralProvider.identifier == "mistral"
-    assert MistralProvider.category == "ai"
-    assert [f.name for f in MistralProvider.fields] == ["api_key"]
-    assert MistralProvider.default_base_url == REAL
-    assert MistralProvider.default_model in MistralProvider.models
+    assert_ai_catalogue_entry(MistralProvider, "mistral", REAL)
     assert set(MistralProvider.models) == {
         "mistral-large-latest",
         "mistral-medium-latest",
@@ -124,10 +91,8 @@ async def test_check_connection_lists_models(real: MistralProvider) -> None:
 async def sent_body(real: MistralProvider, request: CompletionRequest, answer: str = "Hi") -> dict:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0]["message"]["content"] = answer
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/chat/completions").respond(200, json=reply)
-        await real.generate_completion(CREDS, request)
-    return json.loads(route.calls.last.request.content)
+    _, sent = await CHAT.complete(real, request, json=reply)
+    return json.loads(sent.content)
 
 
 async def test_plain_body(real: MistralProvider) -> None:
@@ -171,12 +136,9 @@ async def test_structured_output_body(real: MistralProvider) -> None:
 
 
 async def raised(real: MistralProvider, status: int, **response: Any) -> ProviderError:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(status, **response)
-        with pytest.raises(ProviderError) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert_secret_free(caught.value)
-    return caught.value
+    error = await CHAT.raised(real, ProviderError, status, **response)
+    assert_secret_free(error, KEY)
+    return error
 
 
 async def test_422_detail_is_bad_request_with_field_messages(real: MistralProvider) -> None:
@@ -250,26 +212,18 @@ async def test_an_echoed_key_is_redacted(real: MistralProvider) -> None:
 # -- streaming and golden responses ----------------------------------------------------------
 
 
-def golden(name: str) -> Any:
-    return json.loads((GOLDEN / name).read_text())
-
-
 async def test_golden_completion(real: MistralProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=golden("mistral_chat_completion.json"))
-        completion = await real.generate_completion(CREDS, ask(json_schema=SCHEMA))
+    reply = golden("mistral_chat_completion.json")
+    completion, _ = await CHAT.complete(real, ask(json_schema=SCHEMA), json=reply)
     assert completion.parsed == {"topic": "render budgets", "score": 7}
     usage = completion.usage
     assert (usage.input_tokens, usage.cached_tokens, usage.output_tokens) == (74, 0, 21)
 
 
 async def test_golden_stream_with_content_and_finish_in_one_chunk(real: MistralProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/chat/completions").respond(
-            200, text=sse(*golden("mistral_chat_stream.json")["events"])
-        )
-        chunks = await collect(real.stream_completion(CREDS, ask(stream=True)))
-    body = json.loads(route.calls.last.request.content)
+    stream = sse(*golden("mistral_chat_stream.json")["events"])
+    chunks, sent = await CHAT.streamed(real, text=stream)
+    body = json.loads(sent.content)
     assert body["stream"] is True
     assert "stream_options" not in body  # not in Mistral's schema: it would be a 422
     assert "".join(c.delta for c in chunks) == "Bonjour !"
@@ -279,12 +233,8 @@ async def test_golden_stream_with_content_and_finish_in_one_chunk(real: MistralP
 
 
 async def test_stream_error_status_raises_before_the_first_chunk(real: MistralProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(
-            429, json=mistral_error("Rate limit exceeded", "rate_limited", "1300")
-        )
-        with pytest.raises(RateLimited):
-            await anext(real.stream_completion(CREDS, ask(stream=True)))
+    body = mistral_error("Rate limit exceeded", "rate_limited", "1300")
+    await CHAT.raised_before_first_chunk(real, RateLimited, 429, json=body)
 
 
 # -- the sandbox, end to end -----------------------------------------------------------------
@@ -320,11 +270,8 @@ async def test_sandbox_completion_json_structured_and_stream(
 async def test_sandbox_magic_errors(
     sandbox: MistralProvider, sandbox_state: SandboxState, word: str, error_class: type
 ) -> None:
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask(word))
-    assert_secret_free(caught.value)
-    with pytest.raises(error_class):
-        await collect(sandbox.stream_completion(CREDS, ask(word, stream=True)))
+    plain, _ = await raised_both_ways(sandbox, CREDS, word, error_class)
+    assert_secret_free(plain, KEY)
     assert sandbox_state.paid_calls["mistral"] == 0
 
 
@@ -350,22 +297,11 @@ async def test_sandbox_invalid_key(sandbox: MistralProvider) -> None:
 # -- injected sandbox faults use the vendor's own error bodies -------------------------------
 
 
-@pytest.mark.parametrize(
-    ("knobs", "error_class"),
-    [
-        ({"rate_limit_rate": 1, "retry_after_seconds": 0}, RateLimited),
-        ({"error_rate": 1, "error_status": 503}, Transient),
-        ({"error_rate": 1, "error_status": 500}, Transient),
-    ],
-)
+@pytest.mark.parametrize(("knobs", "error_class"), INJECTED_FAULTS)
 async def test_sandbox_injected_faults_map_to_the_taxonomy(
     sandbox: MistralProvider, sandbox_state: SandboxState, knobs: dict, error_class: type
 ) -> None:
-    sandbox_state.faults_for("mistral").update(knobs)
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert await sandbox.is_healthy(CREDS) is False
+    await assert_injected_fault_is_mapped(sandbox, sandbox_state, CREDS, knobs, error_class)
 
 
 async def test_error_event_mid_stream(real: MistralProvider) -> None:

@@ -4,8 +4,7 @@ the official ``openai`` client against the emulator (to keep the emulator faithf
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,23 +25,32 @@ from arkyra.errors import (
     RateLimited,
     Transient,
 )
-from arkyra.providers import ThirdPartyProvider, get_provider
-from arkyra.providers.ai import Completion, CompletionRequest, StreamChunk
+from arkyra.providers import get_provider
+from arkyra.providers.ai import Completion, CompletionRequest
 from arkyra.providers.ai.openai import OpenAIProvider
 from arkyra.sandbox.app import create_app
 from arkyra.sandbox.state import SandboxState
-from tests.conftest import make_settings
+from tests.providers.ai_fixtures import (
+    INJECTED_FAULTS,
+    MAGIC_WORDS,
+    ChatRoute,
+    ai_provider_fixtures,
+    ask,
+    assert_ai_catalogue_entry,
+    assert_injected_fault_is_mapped,
+    assert_sandbox_streams,
+    collect,
+    golden,
+    raised_both_ways,
+    sse,
+)
+from tests.providers.ai_fixtures import VIDEO_SCHEMA as SCHEMA
+from tests.providers.ai_fixtures import assert_secret_free as assert_key_not_in_text
 
 REAL = "https://api.openai.com/v1"
 KEY = "sk-proj-test-8c1f2e9a7b3d4c5e"
 CREDS = {"api_key": KEY, "label": "Marketing"}
-GOLDEN = Path(__file__).parent / "golden"
-SCHEMA = {
-    "type": "object",
-    "properties": {"title": {"type": "string"}, "minutes": {"type": "integer"}},
-    "required": ["title", "minutes"],
-    "additionalProperties": False,
-}
+CHAT = ChatRoute(f"{REAL}/chat/completions", CREDS)
 CHAT_OK = {
     "id": "chatcmpl-1",
     "object": "chat.completion",
@@ -55,62 +63,26 @@ CHAT_OK = {
 }
 
 
-def ask(text: str = "Say hi", **options: Any) -> CompletionRequest:
-    return CompletionRequest(messages=[{"role": "user", "content": text}], **options)
-
-
-def sse(*events: Any) -> str:
-    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events)
-
-
 def error_body(message: str, kind: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-async def collect(stream: AsyncIterator[StreamChunk]) -> list[StreamChunk]:
-    return [chunk async for chunk in stream]
-
-
 def assert_secret_free(exc: BaseException) -> None:
-    assert KEY not in str(exc)
-    assert KEY not in repr(exc)
+    """The key is in neither the text nor the API form (``to_dict``) of the error."""
+    assert_key_not_in_text(exc, KEY)
     if isinstance(exc, ProviderError):
         assert KEY not in json.dumps(exc.to_dict())
 
 
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[OpenAIProvider]:
-    """The provider pointed at the real vendor URL (respx intercepts), one attempt per call."""
-    real_settings = settings.model_copy(update={"sandbox": False, "http_max_attempts": 1})
-    async with httpx.AsyncClient() as client:
-        provider = get_provider("openai", settings=real_settings, client=client)
-        assert isinstance(provider, OpenAIProvider)
-        yield provider
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """One attempt per call, so each magic error in the sandbox is seen exactly once."""
-    return make_settings(tmp_path, http_max_attempts=1)
-
-
-@pytest.fixture
-def sandbox(provider_factory: Callable[[str], ThirdPartyProvider]) -> OpenAIProvider:
-    provider = provider_factory("openai")
-    assert isinstance(provider, OpenAIProvider)
-    return provider
+settings, real, sandbox = ai_provider_fixtures("openai", OpenAIProvider)
 
 
 # -- catalogue -------------------------------------------------------------------------------
 
 
 def test_catalogue_entry() -> None:
-    assert OpenAIProvider.identifier == "openai"
-    assert OpenAIProvider.category == "ai"
-    assert [f.name for f in OpenAIProvider.fields] == ["api_key"]
-    assert OpenAIProvider.default_base_url == REAL
+    assert_ai_catalogue_entry(OpenAIProvider, "openai", REAL)
     assert set(OpenAIProvider.exposed) == {"generate_image"}
-    assert OpenAIProvider.default_model in OpenAIProvider.models
     assert {"gpt-6-sol", "gpt-6.1-terra", "gpt-6-luna"} <= set(OpenAIProvider.models)
 
 
@@ -207,11 +179,9 @@ async def test_is_healthy_is_false_on_vendor_errors(real: OpenAIProvider) -> Non
 async def sent_body(real: OpenAIProvider, request: CompletionRequest, answer: str = "Hi") -> dict:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0]["message"]["content"] = answer
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/chat/completions").respond(200, json=reply)
-        await real.generate_completion(CREDS, request)
-    assert route.calls.last.request.headers["authorization"] == f"Bearer {KEY}"
-    return json.loads(route.calls.last.request.content)
+    _, sent = await CHAT.complete(real, request, json=reply)
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    return json.loads(sent.content)
 
 
 async def test_plain_body(real: OpenAIProvider) -> None:
@@ -261,9 +231,7 @@ async def test_structured_output_body(real: OpenAIProvider) -> None:
 async def test_json_answer_is_parsed(real: OpenAIProvider) -> None:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0]["message"]["content"] = '{"title": "x", "minutes": 2}'
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=reply)
-        completion = await real.generate_completion(CREDS, ask(json_schema=SCHEMA))
+    completion, _ = await CHAT.complete(real, ask(json_schema=SCHEMA), json=reply)
     assert completion.parsed == {"title": "x", "minutes": 2}
 
 
@@ -272,20 +240,16 @@ async def test_invalid_json_answer_is_bad_request_that_names_max_tokens(
 ) -> None:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0].update(finish_reason="length", message={"content": '{"title": "x'})
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=reply)
-        with pytest.raises(BadRequest, match="max_tokens") as caught:
-            await real.generate_completion(CREDS, ask(response_format="json"))
+    with pytest.raises(BadRequest, match="max_tokens") as caught:
+        await CHAT.complete(real, ask(response_format="json"), json=reply)
     assert caught.value.code == "invalid_json"
 
 
 async def test_refusal_in_the_answer_is_content_rejected(real: OpenAIProvider) -> None:
     reply = json.loads(json.dumps(CHAT_OK))
     reply["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": "No."}
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=reply)
-        with pytest.raises(ContentRejected, match="No"):
-            await real.generate_completion(CREDS, ask())
+    with pytest.raises(ContentRejected, match="No"):
+        await CHAT.complete(real, ask(), json=reply)
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -360,29 +324,23 @@ ERROR_CASES = [
 async def test_errors_are_mapped(
     real: OpenAIProvider, status: int, body: Any, headers: dict, error_class: type
 ) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        if isinstance(body, str):
-            mock.post("/chat/completions").respond(status, text=body, headers=headers)
-        else:
-            mock.post("/chat/completions").respond(status, json=body, headers=headers)
-        with pytest.raises(ProviderError) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert caught.value.status == status
-    assert caught.value.provider == "openai"
-    assert_secret_free(caught.value)
+    payload = {"text": body} if isinstance(body, str) else {"json": body}
+    error = await CHAT.raised(real, ProviderError, status, headers=headers, **payload)
+    assert type(error) is error_class
+    assert error.status == status
+    assert error.provider == "openai"
+    assert_secret_free(error)
 
 
 async def test_rate_limit_reads_retry_after_ms_first(real: OpenAIProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(
-            429,
-            json=error_body("slow down", "requests", "rate_limit_exceeded"),
-            headers={"retry-after-ms": "1500", "retry-after": "9"},
-        )
-        with pytest.raises(RateLimited) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert caught.value.retry_after == 1.5
+    error = await CHAT.raised(
+        real,
+        RateLimited,
+        429,
+        json=error_body("slow down", "requests", "rate_limit_exceeded"),
+        headers={"retry-after-ms": "1500", "retry-after": "9"},
+    )
+    assert error.retry_after == 1.5
 
 
 async def test_quota_is_never_retried_but_a_rate_limit_is(settings: Settings) -> None:
@@ -410,12 +368,9 @@ async def test_quota_is_never_retried_but_a_rate_limit_is(settings: Settings) ->
 async def test_an_echoed_key_is_redacted_from_the_error(real: OpenAIProvider) -> None:
     body = error_body(f"Incorrect API key provided: {KEY}.", "invalid_request_error",
                       "invalid_api_key")  # fmt: skip
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(401, json=body)
-        with pytest.raises(InvalidCredentials) as caught:
-            await real.generate_completion(CREDS, ask())
-    assert_secret_free(caught.value)
-    assert "[redacted]" in caught.value.message
+    error = await CHAT.raised(real, InvalidCredentials, 401, json=body)
+    assert_secret_free(error)
+    assert "[redacted]" in error.message
 
 
 # -- streaming -------------------------------------------------------------------------------
@@ -442,15 +397,13 @@ async def test_stream_body_and_chunks(real: OpenAIProvider) -> None:
         {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": usage},
         "[DONE]",
     )
-    with respx.mock(base_url=REAL) as mock:
-        route = mock.post("/chat/completions").respond(
-            200, text=stream, headers={"content-type": "text/event-stream"}
-        )
-        chunks = await collect(real.stream_completion(CREDS, ask(stream=True)))
-    body = json.loads(route.calls.last.request.content)
+    chunks, sent = await CHAT.streamed(
+        real, text=stream, headers={"content-type": "text/event-stream"}
+    )
+    body = json.loads(sent.content)
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
-    assert route.calls.last.request.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert "".join(c.delta for c in chunks) == "Hello"
     final = chunks[-1]
     assert final.finish_reason == "stop"
@@ -460,21 +413,14 @@ async def test_stream_body_and_chunks(real: OpenAIProvider) -> None:
 
 
 async def test_stream_error_status_raises_before_the_first_chunk(real: OpenAIProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(
-            429, json=error_body("quota", "insufficient_quota", "insufficient_quota")
-        )
-        stream = real.stream_completion(CREDS, ask(stream=True))
-        with pytest.raises(QuotaExhausted):
-            await anext(stream)
+    body = error_body("quota", "insufficient_quota", "insufficient_quota")
+    await CHAT.raised_before_first_chunk(real, QuotaExhausted, 429, json=body)
 
 
 async def test_stream_error_event_mid_stream_is_mapped(real: OpenAIProvider) -> None:
     stream = sse(chunk("Hel"), {"error": {"message": "overloaded", "type": "server_error"}})
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, text=stream)
-        with pytest.raises(Transient, match="overloaded"):
-            await collect(real.stream_completion(CREDS, ask(stream=True)))
+    with pytest.raises(Transient, match="overloaded"):
+        await CHAT.streamed(real, text=stream)
 
 
 async def test_a_broken_connection_is_transient(real: OpenAIProvider) -> None:
@@ -487,16 +433,11 @@ async def test_a_broken_connection_is_transient(real: OpenAIProvider) -> None:
 # -- golden responses ------------------------------------------------------------------------
 
 
-def golden(name: str) -> Any:
-    return json.loads((GOLDEN / name).read_text())
-
-
 async def test_golden_completion_normalises_cached_and_reasoning_tokens(
     real: OpenAIProvider,
 ) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(200, json=golden("openai_chat_completion.json"))
-        completion = await real.generate_completion(CREDS, ask(response_format="json"))
+    reply = golden("openai_chat_completion.json")
+    completion, _ = await CHAT.complete(real, ask(response_format="json"), json=reply)
     usage = completion.usage
     assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (492, 1920, 0)
     assert (usage.output_tokens, usage.reasoning_tokens) == (611, 512)
@@ -507,11 +448,7 @@ async def test_golden_completion_normalises_cached_and_reasoning_tokens(
 
 
 async def test_golden_stream(real: OpenAIProvider) -> None:
-    with respx.mock(base_url=REAL) as mock:
-        mock.post("/chat/completions").respond(
-            200, text=sse(*golden("openai_chat_stream.json")["events"])
-        )
-        chunks = await collect(real.stream_completion(CREDS, ask(stream=True)))
+    chunks, _ = await CHAT.streamed(real, text=sse(*golden("openai_chat_stream.json")["events"]))
     assert "".join(c.delta for c in chunks) == "Render once, reuse twice."
     final = chunks[-1]
     assert final.usage is not None
@@ -580,12 +517,8 @@ async def test_sandbox_json_and_structured(sandbox: OpenAIProvider) -> None:
 
 
 async def test_sandbox_stream(sandbox: OpenAIProvider) -> None:
-    chunks = await collect(sandbox.stream_completion(CREDS, ask("Stream me", stream=True)))
-    assert "".join(c.delta for c in chunks) == "Sandbox answer to: Stream me"
+    chunks = await assert_sandbox_streams(sandbox, CREDS)
     assert len(chunks) > 2
-    assert chunks[-1].finish_reason == "stop"
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.output_tokens > 0
 
 
 async def test_sandbox_unknown_model_is_bad_request(sandbox: OpenAIProvider) -> None:
@@ -593,24 +526,13 @@ async def test_sandbox_unknown_model_is_bad_request(sandbox: OpenAIProvider) -> 
         await sandbox.generate_completion(CREDS, ask(model="gpt-9"))
 
 
-MAGIC = [
-    ("[quota]", QuotaExhausted),
-    ("[ratelimit]", RateLimited),
-    ("[context]", ContextTooLong),
-    ("[refuse]", ContentRejected),
-]
-
-
-@pytest.mark.parametrize(("word", "error_class"), MAGIC)
+@pytest.mark.parametrize(("word", "error_class"), MAGIC_WORDS)
 async def test_sandbox_magic_errors(
     sandbox: OpenAIProvider, sandbox_state: SandboxState, word: str, error_class: type
 ) -> None:
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask(f"please {word}"))
-    assert_secret_free(caught.value)
-    with pytest.raises(error_class) as caught:
-        await collect(sandbox.stream_completion(CREDS, ask(f"please {word}", stream=True)))
-    assert_secret_free(caught.value)
+    plain, streamed = await raised_both_ways(sandbox, CREDS, f"please {word}", error_class)
+    assert_secret_free(plain)
+    assert_secret_free(streamed)
     expected_paid = 2 if word == "[refuse]" else 0  # a refusal is an answer, and billed
     assert sandbox_state.paid_calls["openai"] == expected_paid
 
@@ -700,19 +622,8 @@ async def test_official_client_sees_the_quota_error(official: openai.AsyncOpenAI
 # -- injected sandbox faults use the vendor's own error bodies -------------------------------
 
 
-@pytest.mark.parametrize(
-    ("knobs", "error_class"),
-    [
-        ({"rate_limit_rate": 1, "retry_after_seconds": 0}, RateLimited),
-        ({"error_rate": 1, "error_status": 503}, Transient),
-        ({"error_rate": 1, "error_status": 500}, Transient),
-    ],
-)
+@pytest.mark.parametrize(("knobs", "error_class"), INJECTED_FAULTS)
 async def test_sandbox_injected_faults_map_to_the_taxonomy(
     sandbox: OpenAIProvider, sandbox_state: SandboxState, knobs: dict, error_class: type
 ) -> None:
-    sandbox_state.faults_for("openai").update(knobs)
-    with pytest.raises(error_class) as caught:
-        await sandbox.generate_completion(CREDS, ask())
-    assert type(caught.value) is error_class
-    assert await sandbox.is_healthy(CREDS) is False
+    await assert_injected_fault_is_mapped(sandbox, sandbox_state, CREDS, knobs, error_class)
