@@ -4,17 +4,14 @@ account summaries, error mapping, and end-to-end reports from the sandbox."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pandas as pd
 import pytest
 import respx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from arkyra.config import Settings
 from arkyra.errors import (
     BadRequest,
     InvalidCredentials,
@@ -23,69 +20,26 @@ from arkyra.errors import (
     RateLimited,
     Transient,
 )
-from arkyra.providers import ThirdPartyProvider, catalogue_entry, get_provider, provider_class
+from arkyra.providers import ThirdPartyProvider, catalogue_entry, provider_class
 from arkyra.providers.content.ga4 import Ga4Content, Ga4Provider, Ga4Report, report_frame
-from arkyra.providers.content.google_auth import TOKEN_CACHE
 from arkyra.sandbox.state import SandboxState
 from arkyra.sandbox.vendors import ga4 as sandbox_ga4
-from arkyra.sandbox.vendors import google_oauth
+from tests.providers.google_fixtures import (
+    google_error,
+    google_provider_fixtures,
+    register_service_account,
+    service_account_fixtures,
+    token_mock_fixture,
+)
 
-TOKEN_URL = "https://oauth2.googleapis.com/token"
 DATA = "https://analyticsdata.googleapis.com"
 ADMIN = "https://analyticsadmin.googleapis.com"
 EMAIL = "ga4-reader@arkyra-test.iam.gserviceaccount.com"
 PROPERTY = "987654321"
 
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def key_json(rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
-    pem = rsa_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "arkyra-test",
-        "private_key_id": "kid-ga4",
-        "private_key": pem,
-        "client_email": EMAIL,
-    }
-
-
-@pytest.fixture
-def creds(key_json: dict[str, str]) -> dict[str, str]:
-    return {"service_account_json": json.dumps(key_json), "property_id": PROPERTY}
-
-
-@pytest.fixture(autouse=True)
-def fresh_token_cache() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    yield
-    TOKEN_CACHE.clear()
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[Ga4Provider]:
-    real_settings = settings.model_copy(update={"sandbox": False, "http_max_attempts": 1})
-    async with httpx.AsyncClient() as client:
-        provider = get_provider("ga4", settings=real_settings, client=client)
-        assert isinstance(provider, Ga4Provider)
-        yield provider
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock() as router:
-        router.post(TOKEN_URL).respond(
-            200, json={"access_token": "ya29.ga4", "expires_in": 3599, "token_type": "Bearer"}
-        )
-        yield router
+rsa_key, key_json, creds = service_account_fixtures(EMAIL, "kid-ga4", {"property_id": PROPERTY})
+fresh_token_cache, real = google_provider_fixtures("ga4", Ga4Provider)
+mock = token_mock_fixture("ya29.ga4")
 
 
 HEADERS = {
@@ -132,10 +86,6 @@ def page_response(request: httpx.Request) -> httpx.Response:
             "kind": "analyticsData#runReport",
         },
     )
-
-
-def google_error(code: int, status: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status}}
 
 
 def test_registration() -> None:
@@ -342,14 +292,9 @@ def sandbox(
     provider_factory: Callable[[str], ThirdPartyProvider],
     sandbox_state: SandboxState,
     rsa_key: rsa.RSAPrivateKey,
+    key_json: dict[str, str],
 ) -> Ga4Provider:
-    google_oauth.register_service_account(
-        sandbox_state,
-        client_email=EMAIL,
-        public_key_pem=google_oauth.public_pem_of(rsa_key),
-        private_key_id="kid-ga4",
-        project_id="arkyra-test",
-    )
+    register_service_account(sandbox_state, rsa_key, key_json)
     sandbox_ga4.seed_property(
         sandbox_state, property_id=PROPERTY, account_name="Acme", viewers=[EMAIL], pages=10
     )

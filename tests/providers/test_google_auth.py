@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -14,7 +13,6 @@ import httpx
 import jwt
 import pytest
 import respx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from arkyra.config import Settings
@@ -33,7 +31,6 @@ from arkyra.providers.content.google_auth import (
     DATASTUDIO_READONLY,
     JWT_BEARER_GRANT,
     SHEETS_READONLY,
-    TOKEN_CACHE,
     ServiceAccount,
     TokenCache,
     build_assertion,
@@ -41,69 +38,34 @@ from arkyra.providers.content.google_auth import (
 from arkyra.providers.content.google_sheets import GoogleSheetsProvider
 from arkyra.sandbox.state import SandboxState
 from arkyra.sandbox.vendors import google_oauth
+from tests.providers.google_fixtures import (
+    TOKEN_URL,
+    google_error,
+    google_provider_fixtures,
+    new_rsa_key,
+    register_service_account,
+    sent_assertion,
+    service_account_fixtures,
+    token_claims,
+    token_ok,
+    token_route,
+)
 
-TOKEN_URL = "https://oauth2.googleapis.com/token"
 SHEETS = "https://sheets.googleapis.com"
 EMAIL = "reader@arkyra-test.iam.gserviceaccount.com"
 KEY_ID = "kid-0123456789abcdef"
 
-
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+rsa_key, key_json, creds = service_account_fixtures(
+    EMAIL, KEY_ID, {"spreadsheet_id": "sheet-1"}, token_uri=TOKEN_URL
+)
+# Sheets (a Google provider) stands in for every provider that signs in with a service account.
+fresh_token_cache, real = google_provider_fixtures("google-sheets", GoogleSheetsProvider)
 
 
 @pytest.fixture(scope="module")
 def other_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def key_json(rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
-    return {
-        "type": "service_account",
-        "project_id": "arkyra-test",
-        "private_key_id": KEY_ID,
-        "private_key": _pem(rsa_key),
-        "client_email": EMAIL,
-        "token_uri": TOKEN_URL,
-    }
-
-
-@pytest.fixture
-def creds(key_json: dict[str, str]) -> dict[str, str]:
-    return {"service_account_json": json.dumps(key_json), "spreadsheet_id": "sheet-1"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_token_cache() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    yield
-    TOKEN_CACHE.clear()
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[GoogleSheetsProvider]:
-    """Sheets (a Google provider) pointed at Google's real URLs; respx intercepts."""
-    real_settings = settings.model_copy(update={"sandbox": False, "http_max_attempts": 1})
-    async with httpx.AsyncClient() as client:
-        provider = get_provider("google-sheets", settings=real_settings, client=client)
-        assert isinstance(provider, GoogleSheetsProvider)
-        yield provider
-
-
-def token_ok(value: str = "ya29.test-token", expires_in: int = 3599) -> httpx.Response:
-    return httpx.Response(
-        200, json={"access_token": value, "expires_in": expires_in, "token_type": "Bearer"}
-    )
+    """A second key that no account trusts."""
+    return new_rsa_key()
 
 
 def assert_key_free(exc: BaseException, key_json: dict[str, str]) -> None:
@@ -199,7 +161,7 @@ async def test_exchange_request_shape(
 ) -> None:
     account = ServiceAccount.from_json(json.dumps(key_json))
     with respx.mock() as mock:
-        route = mock.post(TOKEN_URL).mock(return_value=token_ok("ya29.abc"))
+        route = token_route(mock, "ya29.abc")
         assert await real.access_token(account) == "ya29.abc"
     request = route.calls.last.request
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
@@ -256,19 +218,14 @@ async def test_token_refreshed_shortly_before_expiry(
         now[0] += 2  # inside the refresh margin
         assert await real.access_token(account) == "second"
     assert route.call_count == 2
-    second_claims = jwt.decode(
-        parse_qs(route.calls.last.request.content.decode())["assertion"][0],
-        options={"verify_signature": False},
-    )
+    second_claims = token_claims(route)
     assert second_claims["iat"] == int(now[0])
 
 
 async def test_api_401_with_cached_token_mints_again_once(
     real: GoogleSheetsProvider, creds: dict[str, str]
 ) -> None:
-    unauthenticated = {
-        "error": {"code": 401, "message": "Invalid Credentials", "status": "UNAUTHENTICATED"}
-    }
+    unauthenticated = google_error(401, "UNAUTHENTICATED", "Invalid Credentials")
     meta = {"spreadsheetId": "sheet-1", "properties": {"title": "Plan"}}
     with respx.mock() as mock:
         tokens = mock.post(TOKEN_URL).mock(side_effect=[token_ok("old"), token_ok("new")])
@@ -311,38 +268,33 @@ async def test_token_endpoint_errors(
     assert info.value.provider == "google-sheets"
     assert info.value.status == status
     assert_key_free(info.value, key_json)
-    assertion = parse_qs(route.calls.last.request.content.decode())["assertion"][0]
+    assertion = sent_assertion(route)
     assert assertion not in str(info.value)
 
 
 # -- the Google error envelope -----------------------------------------------------------------
 
 
-def envelope(code: int, status: str, message: str, **detail: Any) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message, "status": status}
-    if detail:
-        error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", **detail}]
-    return {"error": error}
-
-
 @pytest.mark.parametrize(
     ("status", "body", "error_class"),
     [
-        (401, envelope(401, "UNAUTHENTICATED", "Invalid Credentials"), InvalidCredentials),
-        (403, envelope(403, "PERMISSION_DENIED", "No access"), InvalidCredentials),
-        (400, envelope(400, "INVALID_ARGUMENT", "Unable to parse range"), BadRequest),
-        (404, envelope(404, "NOT_FOUND", "Requested entity was not found."), BadRequest),
-        (400, envelope(400, "FAILED_PRECONDITION", "Not supported"), BadRequest),
-        (503, envelope(503, "UNAVAILABLE", "The service is currently unavailable."), Transient),
-        (500, envelope(500, "INTERNAL", "Internal error encountered."), Transient),
-        (504, envelope(504, "DEADLINE_EXCEEDED", "Deadline"), Transient),
-        (429, envelope(429, "RESOURCE_EXHAUSTED", "Quota exceeded per minute"), RateLimited),
-        (429, envelope(429, "RESOURCE_EXHAUSTED", "Exhausted property tokens per day."),
+        (401, google_error(401, "UNAUTHENTICATED", "Invalid Credentials"), InvalidCredentials),
+        (403, google_error(403, "PERMISSION_DENIED", "No access"), InvalidCredentials),
+        (400, google_error(400, "INVALID_ARGUMENT", "Unable to parse range"), BadRequest),
+        (404, google_error(404, "NOT_FOUND", "Requested entity was not found."), BadRequest),
+        (400, google_error(400, "FAILED_PRECONDITION", "Not supported"), BadRequest),
+        (503, google_error(503, "UNAVAILABLE", "The service is currently unavailable."), Transient),
+        (500, google_error(500, "INTERNAL", "Internal error encountered."), Transient),
+        (504, google_error(504, "DEADLINE_EXCEEDED", "Deadline"), Transient),
+        (429, google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded per minute"), RateLimited),
+        (429, google_error(429, "RESOURCE_EXHAUSTED", "Exhausted property tokens per day."),
          QuotaExhausted),
-        (429, envelope(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", reason="RATE_LIMIT_EXCEEDED",
-                       metadata={"quota_limit": "ReadRequestsPerDayPerProject"}), QuotaExhausted),
-        (403, envelope(403, "PERMISSION_DENIED", "Rate Limit Exceeded",
-                       reason="rateLimitExceeded"), RateLimited),
+        (429, google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.",
+                           reason="RATE_LIMIT_EXCEEDED",
+                           metadata={"quota_limit": "ReadRequestsPerDayPerProject"}),
+         QuotaExhausted),
+        (403, google_error(403, "PERMISSION_DENIED", "Rate Limit Exceeded",
+                           reason="rateLimitExceeded"), RateLimited),
     ],
 )  # fmt: skip
 def test_google_envelope_mapping(
@@ -368,17 +320,6 @@ def test_non_json_gateway_error_is_transient(settings: Settings) -> None:
 # -- the google-oauth sandbox ------------------------------------------------------------------
 
 
-def register(state: SandboxState, key: rsa.RSAPrivateKey, **extra: Any) -> None:
-    google_oauth.register_service_account(
-        state,
-        client_email=EMAIL,
-        public_key_pem=google_oauth.public_pem_of(key),
-        private_key_id=KEY_ID,
-        project_id="arkyra-test",
-        **extra,
-    )
-
-
 async def post_assertion(client: httpx.AsyncClient, assertion: str) -> httpx.Response:
     form = {"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
     return await client.post("/google-oauth/token", data=form)
@@ -390,7 +331,7 @@ async def test_sandbox_mints_for_a_registered_key(
     key_json: dict[str, str],
     rsa_key: rsa.RSAPrivateKey,
 ) -> None:
-    register(sandbox_state, rsa_key)
+    register_service_account(sandbox_state, rsa_key, key_json)
     provider = provider_factory("google-sheets")
     account = ServiceAccount.from_json(json.dumps(key_json))
     token = await provider.access_token(account)
@@ -412,7 +353,8 @@ async def test_sandbox_refuses_unknown_account_and_wrong_key(
     with pytest.raises(InvalidCredentials, match="account not found") as info:
         await provider.access_token(account)
     assert info.value.code == "invalid_grant"
-    register(sandbox_state, other_key)  # the email is known, but with a different public key
+    # the email is known, but with a different public key
+    register_service_account(sandbox_state, other_key, key_json)
     with pytest.raises(InvalidCredentials, match="Invalid JWT Signature"):
         await provider.access_token(account)
 
@@ -423,7 +365,7 @@ async def test_sandbox_checks_lifetime_audience_grant_and_delegation(
     key_json: dict[str, str],
     rsa_key: rsa.RSAPrivateKey,
 ) -> None:
-    register(sandbox_state, rsa_key)
+    register_service_account(sandbox_state, rsa_key, key_json)
     account = ServiceAccount.from_json(json.dumps(key_json))
     audience = "http://sandbox.test/google-oauth/token"
     now = time.time()
@@ -458,7 +400,7 @@ async def test_sandbox_checks_lifetime_audience_grant_and_delegation(
     with_sub = build_assertion(account, (DATASTUDIO_READONLY,), audience, now=now, subject="a@b.c")
     response = await post_assertion(sandbox_client, with_sub)
     assert (response.status_code, response.json()["error"]) == (401, "unauthorized_client")
-    register(sandbox_state, rsa_key, domain_wide_delegation=True)
+    register_service_account(sandbox_state, rsa_key, key_json, domain_wide_delegation=True)
     response = await post_assertion(sandbox_client, with_sub)
     assert response.status_code == 200
 

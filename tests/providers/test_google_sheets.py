@@ -4,7 +4,7 @@ and end-to-end reads against the sandbox."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,13 +12,11 @@ import httpx
 import pandas as pd
 import pytest
 import respx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from arkyra.config import Settings
 from arkyra.errors import BadRequest, InvalidCredentials, InvalidInput, RateLimited, Transient
 from arkyra.providers import ThirdPartyProvider, catalogue_entry, get_provider, provider_class
-from arkyra.providers.content.google_auth import TOKEN_CACHE
 from arkyra.providers.content.google_sheets import (
     A1Range,
     GoogleSheetsProvider,
@@ -29,66 +27,21 @@ from arkyra.providers.content.items import ContentItem
 from arkyra.sandbox.state import SandboxState
 from arkyra.sandbox.vendors import google_oauth
 from arkyra.sandbox.vendors import google_sheets as sandbox_sheets
+from tests.providers.google_fixtures import (
+    google_error,
+    google_provider_fixtures,
+    register_service_account,
+    service_account_fixtures,
+    token_mock_fixture,
+)
 
-TOKEN_URL = "https://oauth2.googleapis.com/token"
 REAL = "https://sheets.googleapis.com"
 EMAIL = "sheets-reader@arkyra-test.iam.gserviceaccount.com"
 SHEET = "1AbCdEfGhIjK"
 
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def key_json(rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
-    pem = rsa_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "arkyra-test",
-        "private_key_id": "kid-sheets",
-        "private_key": pem,
-        "client_email": EMAIL,
-    }
-
-
-@pytest.fixture
-def creds(key_json: dict[str, str]) -> dict[str, str]:
-    return {"service_account_json": json.dumps(key_json), "spreadsheet_id": SHEET}
-
-
-@pytest.fixture(autouse=True)
-def fresh_token_cache() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    yield
-    TOKEN_CACHE.clear()
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[GoogleSheetsProvider]:
-    real_settings = settings.model_copy(update={"sandbox": False, "http_max_attempts": 1})
-    async with httpx.AsyncClient() as client:
-        provider = get_provider("google-sheets", settings=real_settings, client=client)
-        assert isinstance(provider, GoogleSheetsProvider)
-        yield provider
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=REAL) as router:
-        router.post(TOKEN_URL).respond(
-            200, json={"access_token": "ya29.sheets", "expires_in": 3599, "token_type": "Bearer"}
-        )
-        yield router
-
-
-def google_error(code: int, status: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status}}
+rsa_key, key_json, creds = service_account_fixtures(EMAIL, "kid-sheets", {"spreadsheet_id": SHEET})
+fresh_token_cache, real = google_provider_fixtures("google-sheets", GoogleSheetsProvider)
+mock = token_mock_fixture("ya29.sheets", base_url=REAL)
 
 
 def test_registration() -> None:
@@ -401,15 +354,11 @@ async def test_missing_spreadsheet_id_is_invalid_input(
 
 
 @pytest.fixture
-def sandbox_creds(sandbox_state: SandboxState, rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
+def sandbox_creds(
+    sandbox_state: SandboxState, rsa_key: rsa.RSAPrivateKey, key_json: dict[str, str]
+) -> dict[str, str]:
     """A registered service account (the test's key) and a generated sheet shared with it."""
-    google_oauth.register_service_account(
-        sandbox_state,
-        client_email=EMAIL,
-        public_key_pem=google_oauth.public_pem_of(rsa_key),
-        private_key_id="kid-sheets",
-        project_id="arkyra-test",
-    )
+    register_service_account(sandbox_state, rsa_key, key_json)
     sheet = sandbox_sheets.seed_spreadsheet(
         sandbox_state, title="Posts", shared_with=[EMAIL], generate_rows=12
     )

@@ -3,85 +3,39 @@ asset search paging, errors, and the sandbox."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from urllib.parse import parse_qs
+from collections.abc import Callable
 
-import httpx
-import jwt
 import pytest
 import respx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from arkyra.config import Settings
 from arkyra.errors import InvalidCredentials, InvalidInput, Transient
-from arkyra.providers import ThirdPartyProvider, catalogue_entry, get_provider, provider_class
-from arkyra.providers.content.google_auth import (
-    DATASTUDIO_READONLY,
-    DRIVE_METADATA_READONLY,
-    TOKEN_CACHE,
-)
+from arkyra.providers import ThirdPartyProvider, catalogue_entry, provider_class
+from arkyra.providers.content.google_auth import DATASTUDIO_READONLY, DRIVE_METADATA_READONLY
 from arkyra.providers.content.looker_studio import LookerStudioProvider, parse_report
 from arkyra.sandbox.state import SandboxState
-from arkyra.sandbox.vendors import google_oauth
 from arkyra.sandbox.vendors import looker_studio as sandbox_looker
+from tests.providers.google_fixtures import (
+    TOKEN_URL,
+    google_error,
+    google_provider_fixtures,
+    register_service_account,
+    service_account_fixtures,
+    token_claims,
+    token_route,
+)
 
-TOKEN_URL = "https://oauth2.googleapis.com/token"
 REAL = "https://datastudio.googleapis.com"
 EMAIL = "looker@arkyra-test.iam.gserviceaccount.com"
 USER = "ana@acme.test"
 REPORT = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"
 
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def key_json(rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
-    pem = rsa_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "arkyra-test",
-        "private_key_id": "kid-looker",
-        "private_key": pem,
-        "client_email": EMAIL,
-    }
-
-
-@pytest.fixture
-def creds(key_json: dict[str, str]) -> dict[str, str]:
-    return {
-        "service_account_json": json.dumps(key_json),
-        "report_id": f"https://lookerstudio.google.com/reporting/{REPORT}/page/p_intro, abc123XYZ",
-    }
-
-
-@pytest.fixture(autouse=True)
-def fresh_token_cache() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    yield
-    TOKEN_CACHE.clear()
-
-
-@pytest.fixture
-async def real(settings: Settings) -> AsyncIterator[LookerStudioProvider]:
-    real_settings = settings.model_copy(update={"sandbox": False, "http_max_attempts": 1})
-    async with httpx.AsyncClient() as client:
-        provider = get_provider("looker-studio", settings=real_settings, client=client)
-        assert isinstance(provider, LookerStudioProvider)
-        yield provider
-
-
-def token_claims(route: respx.Route) -> dict:
-    assertion = parse_qs(route.calls.last.request.content.decode())["assertion"][0]
-    return jwt.decode(assertion, options={"verify_signature": False})
+rsa_key, key_json, creds = service_account_fixtures(
+    EMAIL,
+    "kid-looker",
+    {"report_id": f"https://lookerstudio.google.com/reporting/{REPORT}/page/p_intro, abc123XYZ"},
+)
+fresh_token_cache, real = google_provider_fixtures("looker-studio", LookerStudioProvider)
 
 
 def test_registration_says_where_the_data_comes_from() -> None:
@@ -150,7 +104,7 @@ async def test_check_without_delegation_is_a_token_exchange(
     real: LookerStudioProvider, creds: dict[str, str]
 ) -> None:
     with respx.mock() as mock:
-        route = mock.post(TOKEN_URL).respond(200, json={"access_token": "t", "expires_in": 3599})
+        route = token_route(mock, "t")
         account = await real.check_connection(creds)
         assert len(mock.calls) == 1  # the exchange alone, no API call
     claims = token_claims(route)
@@ -163,7 +117,7 @@ async def test_check_with_delegation_searches_one_asset_as_the_user(
     real: LookerStudioProvider, creds: dict[str, str]
 ) -> None:
     with respx.mock() as mock:
-        token = mock.post(TOKEN_URL).respond(200, json={"access_token": "t", "expires_in": 3599})
+        token = token_route(mock, "t")
         search = mock.get(f"{REAL}/v1/assets:search").respond(200, json={"assets": []})
         account = await real.check_connection({**creds, "delegated_user": USER})
     claims = token_claims(token)
@@ -184,12 +138,12 @@ async def test_delegation_refused_and_permission_errors(
         with pytest.raises(InvalidCredentials, match="not authorized"):
             await real.check_connection(delegated)
     with respx.mock() as mock:
-        mock.post(TOKEN_URL).respond(200, json={"access_token": "t", "expires_in": 3599})
-        denied = {"error": {"code": 403, "message": "Forbidden", "status": "PERMISSION_DENIED"}}
+        token_route(mock, "t")
+        denied = google_error(403, "PERMISSION_DENIED", "Forbidden")
         route = mock.get(f"{REAL}/v1/assets:search").respond(403, json=denied)
         with pytest.raises(InvalidCredentials, match=f"domain-wide delegation for {EMAIL}"):
             await real.call("list_assets", delegated, {})
-        route.respond(503, json={"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}})
+        route.respond(503, json=google_error(503, "UNAVAILABLE", "x"))
         with pytest.raises(Transient):
             await real.call("list_assets", delegated, {})
 
@@ -210,15 +164,9 @@ def sandbox(
     provider_factory: Callable[[str], ThirdPartyProvider],
     sandbox_state: SandboxState,
     rsa_key: rsa.RSAPrivateKey,
+    key_json: dict[str, str],
 ) -> LookerStudioProvider:
-    google_oauth.register_service_account(
-        sandbox_state,
-        client_email=EMAIL,
-        public_key_pem=google_oauth.public_pem_of(rsa_key),
-        private_key_id="kid-looker",
-        project_id="arkyra-test",
-        domain_wide_delegation=True,
-    )
+    register_service_account(sandbox_state, rsa_key, key_json, domain_wide_delegation=True)
     sandbox_looker.seed_assets(sandbox_state, owner=USER, reports=5, data_sources=2)
     sandbox_looker.seed_assets(sandbox_state, owner="bob@acme.test", reports=2, data_sources=0)
     provider = provider_factory("looker-studio")
