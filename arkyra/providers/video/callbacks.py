@@ -258,7 +258,7 @@ def parse_synthesia(body: dict[str, Any]) -> RenderJob:
 
 def new_callback_token() -> str:
     """An unguessable token (256 bits) for D-ID callback URLs; store it as the D-ID secret."""
-    return secrets_module.token_urlsafe(32)
+    return secrets_module.token_hex(32)
 
 
 def d_id_callback_url(hooks_url: str, token: str) -> str:
