@@ -3,6 +3,7 @@ the dashboard, the open connect dialog, the sign-in page, or the AI and pipeline
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -81,4 +82,26 @@ def test_other_pages_have_no_serious_accessibility_violations(
     sign_in(axe_page, live)
     axe_page.goto(f"{live.url}{path}")
     violations = axe_violations(axe_page)
+    assert not violations, describe(violations)
+
+
+def test_an_integration_panel_with_its_activity_has_no_serious_violations(
+    axe_page: Page, live: LiveDashboard
+) -> None:
+    page = axe_page
+    sign_in(page, live)
+    page.get_by_role("link", name="Connect Webhooks").click()
+    dialog = page.locator("dialog#modal")
+    dialog.get_by_label("Endpoint URL").fill(f"{live.sandbox.url}/receiver/axe-hook")
+    dialog.get_by_role("button", name="Connect").click()
+    expect(dialog.get_by_label("Signing secret")).to_be_visible()
+    violations = axe_violations(page)  # the secret shown once, in the dialog
+    assert not violations, describe(violations)
+
+    dialog.get_by_role("link", name="Done").click()
+    page.locator('li.card[data-provider="webhooks"]').get_by_role(
+        "link", name=re.compile("^Manage Webhooks")
+    ).click()
+    expect(page.get_by_role("heading", name="Recent deliveries")).to_be_visible()
+    violations = axe_violations(page)
     assert not violations, describe(violations)
