@@ -239,6 +239,57 @@ class Outbox:
                 raise RuntimeError(f"delivery for key {key!r} disappeared while enqueueing")
             return Enqueued(id=row.id, status=row.status, created=created)
 
+    async def record_sent(
+        self,
+        *,
+        organization_id: str,
+        integration_id: str,
+        identifier: str,
+        message_id: str,
+        event_type: str,
+        data: Any,
+        attempts: int,
+        delivered: bool,
+        last_status: int | None,
+        latency_ms: float | None,
+        error: str | None = None,
+    ) -> None:
+        """Log a delivery that was sent directly (a pipeline's push), so the integration's
+        delivery log shows it too. The row is final (delivered or failed): no worker claims it.
+        Sending it again under the same ``message_id`` adds its attempts to the same line."""
+        _require_automation_provider(identifier)
+        now = self.clock()
+        values = {
+            "id": message_id,
+            "organization_id": organization_id,
+            "integration_id": integration_id,
+            "identifier": identifier,
+            "event_type": event_type,
+            "idempotency_key": f"sent:{message_id}",
+            "payload": signing.envelope(event_type, data, now).decode("ascii"),
+            "status": DeliveryStatus.DELIVERED if delivered else DeliveryStatus.FAILED,
+            "attempts": max(1, attempts),
+            "next_attempt_at": now,
+            "last_status": last_status,
+            "last_error": None if delivered else _clip(error or "delivery failed"),
+            "latency_ms": round(latency_ms, 3) if latency_ms is not None else None,
+            "created_at": now,
+            "updated_at": now,
+            "delivered_at": now if delivered else None,
+        }
+        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        statement = insert(Delivery).values(**values)
+        changed = {
+            name: statement.excluded[name]
+            for name in ("status", "last_status", "last_error", "latency_ms", "updated_at")
+        }
+        changed["attempts"] = Delivery.attempts + statement.excluded.attempts
+        changed["delivered_at"] = statement.excluded.delivered_at
+        async with self.db.transaction() as session:
+            await session.execute(
+                statement.on_conflict_do_update(index_elements=["id"], set_=changed)
+            )
+
     # -- claim -------------------------------------------------------------------------------
 
     async def claim(self, limit: int) -> list[ClaimedDelivery]:

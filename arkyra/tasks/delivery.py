@@ -22,6 +22,7 @@ from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import Integration, StepResult, content_hash
 from arkyra.pipelines.resilience import call_again
 from arkyra.pipelines.runtime import get_runtime
+from arkyra.pipelines.sent_log import SentLog
 from arkyra.tasks._paid import CACHE_EXPIRATION
 
 DELIVERY_NAMESPACE = uuid.UUID("1c6f1f4e-7a0b-4d55-9c1e-6a7d2b9e0f11")
@@ -61,12 +62,14 @@ async def push_result(
 ) -> StepResult:
     """Send ``payload`` as one event to ``destination`` under ``message_id``."""
     runtime = get_runtime()
+    sent = SentLog(runtime.settings, organization_id, destination, message_id, event_type, payload)
     try:
         provider = runtime.provider(destination.identifier)
         credentials = await runtime.credentials(organization_id, destination)
         event = {"type": event_type, "data": payload, "id": message_id}
 
         async def deliver() -> Any:
+            sent.attempts += 1
             async with provider_slot(destination.identifier):
                 return await provider.send_data(credentials, event)
 
@@ -75,8 +78,10 @@ async def push_result(
         answer = await call_again(deliver, runtime.retry, replayable=True, what=what)
     except Exception as exc:
         record_attempt(destination.identifier, exc)
+        await sent.failed(exc)
         raise
     record_attempt(destination.identifier)
+    await sent.delivered(answer)
     status = answer.get("status") if isinstance(answer, dict) else None
     return StepResult(
         kind="delivery",

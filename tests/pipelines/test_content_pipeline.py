@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
+from pathlib import Path
 
 import httpx
 from prefect.client.orchestration import get_client
 
+from arkyra.db.session import Database
+from arkyra.delivery.queue import delivery_log
 from arkyra.flows.content import content_pipeline
 from arkyra.pipelines.models import (
     ContentSource,
@@ -156,3 +160,36 @@ async def test_the_source_is_asked_for_no_more_items_than_the_run_keeps(
     } & pages
     assert len(bodies_read) == 1  # the other pages' bodies were never fetched
     assert pipeline.paid_calls == {"heygen": 1, "elevenlabs": 1}
+
+
+async def test_pipeline_deliveries_are_in_the_integrations_delivery_log(
+    pipeline: Pipeline, sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "delivery-log.db"
+    shutil.copyfile(sqlite_template, path)
+    settings = pipeline.runtime.settings
+    pipeline.runtime.settings = settings.model_copy(update={"database_url": f"sqlite:///{path}"})
+    params = await media_params(pipeline)
+    params["script"] = ScriptSettings(providers=[pipeline.fake_ai("glm")])
+    url = f"{pipeline.sandbox.url}/receiver/logged"
+    webhook = await pipeline.connect("webhooks", {"url": url, "secret": SECRET})
+    params["destinations"] = [webhook]
+
+    await content_pipeline(**params)
+
+    async with httpx.AsyncClient(base_url=pipeline.sandbox.url) as client:
+        received = (await client.get("/receiver/_control/logged")).json()["deliveries"]
+    db = Database(f"sqlite:///{path}")
+    try:
+        assert webhook.integration_id is not None
+        log = await delivery_log(db, pipeline.org, webhook.integration_id)
+    finally:
+        await db.dispose()
+    assert sorted(entry.id for entry in log) == sorted(d["webhook_id"] for d in received)
+    assert len(log) == 3
+    for entry in log:
+        assert entry.status == "delivered"
+        assert entry.attempts == 1
+        assert entry.last_status == 200
+        assert entry.latency_ms is not None
+        assert entry.event_type == "arkyra.item.completed"
