@@ -17,12 +17,12 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
 from arkyra.errors import ProviderError
+from arkyra.pipelines.activity_log import SentLog
 from arkyra.pipelines.fallback import current_attempts, record_attempt
 from arkyra.pipelines.limits import provider_slot
 from arkyra.pipelines.models import Integration, StepResult, content_hash
 from arkyra.pipelines.resilience import call_again
 from arkyra.pipelines.runtime import get_runtime
-from arkyra.pipelines.sent_log import SentLog
 from arkyra.tasks._paid import CACHE_EXPIRATION
 
 DELIVERY_NAMESPACE = uuid.UUID("1c6f1f4e-7a0b-4d55-9c1e-6a7d2b9e0f11")

@@ -15,7 +15,9 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
+from arkyra.db.models import utcnow
 from arkyra.errors import BadRequest, JobDeadlineExceeded, ProviderError
+from arkyra.pipelines.activity_log import log_job
 from arkyra.pipelines.costs import video_cost, voice_cost
 from arkyra.pipelines.fallback import (
     current_attempts,
@@ -98,6 +100,8 @@ async def render_video(
     key = "video-" + _video_fingerprint(
         {"organization_id": organization_id, "script": script, "title": title, "settings": settings}
     )
+    started = utcnow()
+    runtime_settings = get_runtime().settings
     try:
         job = await _render(
             organization_id, integration, script, full_title, settings, PendingJobs(key),
@@ -105,8 +109,11 @@ async def render_video(
         )  # fmt: skip
     except Exception as exc:
         record_attempt(integration.identifier, exc)
+        await log_job(runtime_settings, organization_id, integration, started, error=exc)
         raise
     record_attempt(integration.identifier)
+    job_view = job.model_dump(mode="json", exclude={"raw"})
+    await log_job(runtime_settings, organization_id, integration, started, result=job_view)
     return StepResult(
         kind="video",
         provider=integration.identifier,
@@ -198,6 +205,7 @@ async def synthesize_voice(
     """Speak ``text`` with the first voice provider of the chain that succeeds."""
     _, integration = pick(settings.providers)
     runtime = get_runtime()
+    started = utcnow()
     try:
         provider = runtime.provider(integration.identifier)
         credentials = await runtime.credentials(organization_id, integration)
@@ -214,8 +222,15 @@ async def synthesize_voice(
         )
     except Exception as exc:
         record_attempt(integration.identifier, exc)
+        await log_job(runtime.settings, organization_id, integration, started, error=exc)
         raise
     record_attempt(integration.identifier)
+    spoken = {
+        "voice_id": result.voice_id,
+        "characters": result.characters,
+        "sha256": result.media.sha256,
+    }
+    await log_job(runtime.settings, organization_id, integration, started, result=spoken)
     return StepResult(
         kind="voice",
         provider=integration.identifier,

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 from prefect.client.orchestration import get_client
 
+from arkyra.api.jobs import JobRunner
+from arkyra.db.models import Organization
 from arkyra.db.session import Database
 from arkyra.delivery.queue import delivery_log
 from arkyra.flows.content import content_pipeline
@@ -162,13 +164,18 @@ async def test_the_source_is_asked_for_no_more_items_than_the_run_keeps(
     assert pipeline.paid_calls == {"heygen": 1, "elevenlabs": 1}
 
 
-async def test_pipeline_deliveries_are_in_the_integrations_delivery_log(
+async def test_pipeline_work_is_in_each_integrations_history(
     pipeline: Pipeline, sqlite_template: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "delivery-log.db"
+    """Renders and speech among the integration's recent jobs, deliveries in its log."""
+    path = tmp_path / "history.db"
     shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    db = Database(url)
+    async with db.transaction() as session:
+        session.add(Organization(id=pipeline.org, name="history"))
     settings = pipeline.runtime.settings
-    pipeline.runtime.settings = settings.model_copy(update={"database_url": f"sqlite:///{path}"})
+    pipeline.runtime.settings = settings.model_copy(update={"database_url": url})
     params = await media_params(pipeline)
     params["script"] = ScriptSettings(providers=[pipeline.fake_ai("glm")])
     url = f"{pipeline.sandbox.url}/receiver/logged"
@@ -179,12 +186,27 @@ async def test_pipeline_deliveries_are_in_the_integrations_delivery_log(
 
     async with httpx.AsyncClient(base_url=pipeline.sandbox.url) as client:
         received = (await client.get("/receiver/_control/logged")).json()["deliveries"]
-    db = Database(f"sqlite:///{path}")
+    jobs = JobRunner(db)
     try:
         assert webhook.integration_id is not None
         log = await delivery_log(db, pipeline.org, webhook.integration_id)
+        video = params["video"].providers[0]
+        voice = params["voice"].providers[0]
+        renders = await jobs.recent(pipeline.org, integration_id=video.integration_id)
+        speech = await jobs.recent(pipeline.org, integration_id=voice.integration_id)
+        elsewhere = await jobs.recent("another-org")
     finally:
         await db.dispose()
+    assert len(renders) == 3
+    assert {(j.kind, j.status, j.identifier) for j in renders} == {
+        ("pipeline", "succeeded", "heygen")
+    }
+    assert all(j.result["result_url"].startswith("http") for j in renders)
+    assert all("raw" not in j.result for j in renders)
+    assert len(speech) == 3
+    assert {(j.status, j.identifier) for j in speech} == {("succeeded", "elevenlabs")}
+    assert all(j.result["characters"] > 0 for j in speech)
+    assert elsewhere == []
     assert sorted(entry.id for entry in log) == sorted(d["webhook_id"] for d in received)
     assert len(log) == 3
     for entry in log:

@@ -1,19 +1,22 @@
-"""Deliveries sent directly by a pipeline are logged beside the outbox's, final and never
-claimed again; logging them never fails the delivery."""
+"""A pipeline's renders, speech and deliveries in the integrations' history: final rows, never
+claimed again; writing them never fails the step."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from arkyra.api.jobs import JobRunner
+from arkyra.db.models import Organization
 from arkyra.db.session import Database
 from arkyra.delivery.queue import Outbox, delivery_log
 from arkyra.errors import InvalidInput, Transient
-from arkyra.pipelines import sent_log
+from arkyra.pipelines import activity_log
+from arkyra.pipelines.activity_log import SentLog, log_job
 from arkyra.pipelines.models import Integration
-from arkyra.pipelines.sent_log import SentLog
 from tests.conftest import make_settings
 
 ORG = "org-a"
@@ -86,13 +89,30 @@ async def test_nothing_is_logged_when_nothing_was_sent(
 async def test_an_unreachable_database_costs_one_warning_not_the_delivery(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sent_log, "_warned", False)
+    monkeypatch.setattr(activity_log, "_warned", False)
     missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}"
     for _ in range(2):
         log = sent(tmp_path, missing)
         log.attempts = 1
-        with caplog.at_level(logging.WARNING, logger="arkyra.pipelines.sent_log"):
+        with caplog.at_level(logging.WARNING, logger="arkyra.pipelines.activity_log"):
             await log.delivered({"status": 200, "latency_ms": 3.0})  # does not raise
-    warnings = [r for r in caplog.records if r.name == "arkyra.pipelines.sent_log"]
+    warnings = [r for r in caplog.records if r.name == "arkyra.pipelines.activity_log"]
     assert len(warnings) == 1
     assert "ARKYRA_DATABASE_URL" in warnings[0].getMessage()
+
+
+async def test_a_failed_render_is_a_failed_job_with_its_reason(
+    tmp_path: Path, database_url: str, db: Database
+) -> None:
+    async with db.transaction() as session:
+        session.add(Organization(id=ORG, name="a"))
+    settings = make_settings(tmp_path, database_url=database_url)
+    heygen = Integration(identifier="heygen", integration_id=HOOK)
+    started = datetime.now(UTC)
+    await log_job(settings, ORG, heygen, started, error=Transient("render failed: 503"))
+    await log_job(settings, ORG, Integration(identifier="openai"), started, result={})  # no id
+    (job,) = await JobRunner(db).recent(ORG)
+    assert (job.kind, job.status, job.integration_id) == ("pipeline", "failed", HOOK)
+    assert job.error == {"error": "Transient", "message": "Transient: render failed: 503"}
+    assert job.result is None
+    assert job.finished_at is not None
