@@ -51,6 +51,9 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from arkyra.blocks.credentials import block_name_for, build_block  # noqa: E402
 from arkyra.config import Settings  # noqa: E402
+from arkyra.db.migrate import upgrade  # noqa: E402
+from arkyra.db.models import Organization  # noqa: E402
+from arkyra.db.session import Database  # noqa: E402
 from arkyra.flows.content import content_pipeline  # noqa: E402
 from arkyra.pipelines.models import (  # noqa: E402
     ContentSource,
@@ -113,6 +116,18 @@ def settings_for(home: Path, sandbox_url: str, poll: tuple[float, float]) -> Set
     )  # type: ignore[call-arg]
 
 
+async def with_history_database(settings: Settings, org: str) -> None:
+    """A migrated database holding the organization, so every render, speech and delivery is
+    written to the integrations' history as in a real deployment (arkyra.pipelines.activity_log)."""
+    await asyncio.to_thread(upgrade, settings)
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            session.add(Organization(id=org, name=org))
+    finally:
+        await db.dispose()
+
+
 async def connect(org: str, identifier: str, credentials: dict[str, str]) -> Integration:
     integration_id = uuid.uuid4().hex[:16]
     block = build_block(
@@ -139,11 +154,10 @@ async def run_once(
     state.faults_for("heygen").job_seconds = latencies["render"]
     state.faults_for("receiver").latency_ms = latencies["delivery"] * 1000
     with running_sandbox(state=state) as sandbox:
-        runtime = PipelineRuntime(
-            settings=settings_for(home, sandbox.url, poll),
-            slot_scope=slots,  # type: ignore[arg-type]
-        )
+        settings = settings_for(home, sandbox.url, poll)
+        runtime = PipelineRuntime(settings=settings, slot_scope=slots)  # type: ignore[arg-type]
         org = f"bench-{uuid.uuid4().hex[:8]}"  # cache keys include it: every run pays
+        await with_history_database(settings, org)
         with use_runtime(runtime):
             notion = await connect(org, "notion", {"api_key": "secret_bench"})
             heygen = await connect(org, "heygen", {"api_key": "hg_bench"})
