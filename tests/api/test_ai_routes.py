@@ -359,11 +359,11 @@ async def test_end_to_end_against_the_sandboxed_vendors(
     assert body["usage"]["completion_tokens"] > 0
 
 
-async def test_the_official_openai_client_through_the_door(
+async def official_client(
     client_for, ai_settings: Settings, sandbox_client: httpx.AsyncClient
-) -> None:
-    """openai.AsyncOpenAI against /v1/chat/completions: plain, JSON mode, and streamed, served
-    by the real OpenAI provider behind the router (the sandboxed vendor upstream)."""
+) -> tuple[Any, Any]:
+    """The API client and openai.AsyncOpenAI on its ASGI transport, routed to the sandboxed
+    OpenAI only."""
     openai = pytest.importorskip("openai")
     api = await client_for()
     api.app.state.ai_router = Router(  # type: ignore[attr-defined]
@@ -374,13 +374,20 @@ async def test_the_official_openai_client_through_the_door(
         breaker=CircuitBreaker(),
     )
     token = headers(ai_settings)["Authorization"].split(" ", 1)[1]
-    transport = api._transport  # the ASGI transport onto the app
-    client = openai.AsyncOpenAI(
+    return api, openai.AsyncOpenAI(
         api_key=token,
         base_url=f"{API}/v1",
-        http_client=httpx.AsyncClient(transport=transport, base_url=API),
+        http_client=httpx.AsyncClient(transport=api._transport, base_url=API),
         max_retries=0,
     )
+
+
+async def test_the_official_openai_client_through_the_door(
+    client_for, ai_settings: Settings, sandbox_client: httpx.AsyncClient
+) -> None:
+    """openai.AsyncOpenAI against /v1/chat/completions: plain, JSON mode, and streamed, served
+    by the real OpenAI provider behind the router (the sandboxed vendor upstream)."""
+    _, client = await official_client(client_for, ai_settings, sandbox_client)
     messages = [{"role": "user", "content": "Say hello"}]
 
     plain = await client.chat.completions.create(model="gpt-6-luna", messages=messages)
@@ -586,22 +593,7 @@ async def test_the_official_openai_client_stream_with_an_idempotency_key(
 ) -> None:
     """openai.AsyncOpenAI streams twice with the same Idempotency-Key: the vendor (sandbox) is
     called and billed once, and the replayed stream parses to the same answer and usage."""
-    openai = pytest.importorskip("openai")
-    api = await client_for()
-    api.app.state.ai_router = Router(  # type: ignore[attr-defined]
-        ai_settings,
-        db=api.app.state.db,  # type: ignore[attr-defined]
-        client=sandbox_client,
-        chain=ChainConfig(default=("openai",)),
-        breaker=CircuitBreaker(),
-    )
-    token = headers(ai_settings)["Authorization"].split(" ", 1)[1]
-    client = openai.AsyncOpenAI(
-        api_key=token,
-        base_url=f"{API}/v1",
-        http_client=httpx.AsyncClient(transport=api._transport, base_url=API),
-        max_retries=0,
-    )
+    api, client = await official_client(client_for, ai_settings, sandbox_client)
     request: dict[str, Any] = {
         "model": "gpt-6-luna",
         "messages": [{"role": "user", "content": "Say hello"}],
