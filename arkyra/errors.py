@@ -143,6 +143,14 @@ class JobDeadlineExceeded(ProviderError):
     """
 
 
+class SubmissionUncertain(ProviderError):
+    """A paid request may or may not have reached the vendor, and the vendor cannot be asked.
+
+    Left by a worker stopped mid-submission. Not a fallback case and not repeated: sending
+    again, here or elsewhere, could pay twice; the message says how to render it anyway.
+    """
+
+
 TAXONOMY: tuple[type[ProviderError], ...] = (
     Transient,
     RateLimited,

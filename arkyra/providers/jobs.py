@@ -11,11 +11,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
 from arkyra.errors import JobDeadlineExceeded, JobFailed
 from arkyra.providers.base import ThirdPartyProvider
+
+#: ``find_submitted`` reads at most this many pages of this many recent jobs.
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 10
 
 
 class JobStatus(StrEnum):
@@ -93,9 +98,25 @@ class RenderProvider(ThirdPartyProvider):
     """A provider whose main action starts a vendor job: ``wait_for_job`` is written once here,
     over the provider's own ``get_job``."""
 
+    #: The request field that carries a client reference the vendor keeps with the job (HeyGen
+    #: ``callback_id``), when :meth:`find_submitted` can search by it; ``None`` when it cannot.
+    reference_field: ClassVar[str | None] = None
+
     async def get_job(self, credentials: Mapping[str, str], job_id: str) -> RenderJob:
         """The job's current state, mapped to :class:`RenderJob`."""
         raise NotImplementedError
+
+    async def find_submitted(
+        self, credentials: Mapping[str, str], reference: str, since: float
+    ) -> str | None:
+        """The id of a job this account started at or after ``since`` (unix seconds) whose
+        ``reference_field`` was ``reference``, or ``None`` when there is none.
+
+        A worker stopped between sending a paid request and noting the job id leaves the
+        next run unsure whether the vendor started it; this answers that without paying.
+        Only providers with a ``reference_field`` implement it.
+        """
+        raise NotImplementedError(f"{self.identifier} cannot look up a job by reference")
 
     async def wait_for_job(
         self,

@@ -20,6 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -162,40 +163,83 @@ def _held_by_dead_process(owner: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class PendingNote:
+    """What a paid task noted for a cache key: the job it submitted, or that it was submitting.
+
+    ``job_id`` is ``None`` while the request is on its way: a worker stopped then leaves the
+    next run unsure whether the vendor started the job. ``reference`` is the client reference
+    sent with the request (``RenderProvider.reference_field``), by which the vendor can be
+    asked; ``since`` the wall-clock time the note was written.
+    """
+
+    provider: str
+    job_id: str | None
+    reference: str | None
+    since: float
+
+
 class PendingJobs:
     """A note, next to the results, of the vendor job a paid task submitted for a cache key.
 
     A worker killed while a render runs loses only its process: the job goes on at the vendor
     (and is billed). The next run of the same content finds the note and waits for that job
-    instead of submitting (and paying for) another one. The note stays after the job
-    succeeded, because the worker may die before Prefect has stored the result; it is
-    ignored when the run asks for a refresh or once it is older than the cache, and dropped
-    when the job failed.
+    instead of submitting (and paying for) another one. The note is written twice: before the
+    request is sent (:meth:`intend`) and once the vendor has named the job (:meth:`remember`),
+    so a worker stopped in between is noticed too. It stays after the job succeeded, because
+    the worker may die before Prefect has stored the result; it is ignored when the run asks
+    for a refresh or once it is older than the cache, and dropped when the job failed or the
+    vendor certainly refused the request.
     """
 
     def __init__(self, key: str) -> None:
+        self.key = key
         self.path = results_path() / ".jobs" / f"{key}.json"
 
-    def pending(self, provider: str) -> str | None:
-        """The job id submitted to ``provider`` for this key, if it may still be used."""
+    def note(self, provider: str) -> PendingNote | None:
+        """The note for ``provider`` on this key, if it may still be used."""
         if _refresh_requested():
             return None
         try:
-            if time.time() - self.path.stat().st_mtime > CACHE_EXPIRATION.total_seconds():
+            modified = self.path.stat().st_mtime
+            if time.time() - modified > CACHE_EXPIRATION.total_seconds():
                 return None
-            note = json.loads(self.path.read_text())
+            raw = json.loads(self.path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return str(note["job_id"]) if note.get("provider") == provider else None
+        if not isinstance(raw, dict) or raw.get("provider") != provider:
+            return None
+        job_id, reference = raw.get("job_id"), raw.get("reference")
+        return PendingNote(
+            provider=provider,
+            job_id=str(job_id) if job_id else None,
+            reference=str(reference) if reference else None,
+            since=float(raw.get("since") or modified),
+        )
 
-    def remember(self, provider: str, job_id: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps({"provider": provider, "job_id": job_id}))
-        partial.replace(self.path)
+    def pending(self, provider: str) -> str | None:
+        """The job id submitted to ``provider`` for this key, if it may still be used."""
+        note = self.note(provider)
+        return note.job_id if note is not None else None
+
+    def intend(self, provider: str, reference: str | None) -> None:
+        """Note, before sending, that a request to ``provider`` is on its way."""
+        self._write({"provider": provider, "job_id": None, "reference": reference,
+                     "since": time.time()})  # fmt: skip
+
+    def remember(self, provider: str, job_id: str, reference: str | None = None) -> None:
+        """Note the job the vendor started."""
+        self._write({"provider": provider, "job_id": job_id, "reference": reference,
+                     "since": time.time()})  # fmt: skip
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def _write(self, note: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(note))
+        partial.replace(self.path)
 
 
 def set_aside_torn_result(key: str) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import task
-from prefect.logging import get_run_logger
 
 from arkyra.db.models import utcnow
 from arkyra.errors import BadRequest, JobDeadlineExceeded, ProviderError
@@ -34,6 +33,7 @@ from arkyra.pipelines.runtime import get_runtime
 from arkyra.providers.audio.speech import SpeechResult
 from arkyra.providers.jobs import RenderJob
 from arkyra.tasks._paid import PendingJobs, paid_cache, paid_task_options
+from arkyra.tasks._submit import earlier_submission, submit_once
 
 RequestBuilder = Callable[[str, str, VideoSettings, dict[str, Any]], dict[str, Any]]
 
@@ -138,21 +138,19 @@ async def _render(
     provider = runtime.provider(integration.identifier)
     request = video_request(integration.identifier, script, title, settings, integration.options)
     credentials = await runtime.credentials(organization_id, integration)
-    job_id = journal.pending(integration.identifier)
+    job_id = await earlier_submission(
+        provider, credentials, journal, integration.identifier, runtime.retry
+    )
     if job_id is None:
 
-        async def submit() -> RenderJob:
+        async def submit(body: dict[str, Any]) -> RenderJob:
             async with provider_slot(integration.identifier):
-                return await provider.send_data(credentials, request)
+                return await provider.send_data(credentials, body)
 
-        what = f"{integration.identifier} render"
-        job: RenderJob = await call_again(
-            submit, runtime.retry, replayable=False, what=what, attempts=submit_attempts
-        )
-        job_id = job.id
-        journal.remember(integration.identifier, job_id)
-    else:
-        get_run_logger().info("resuming render %s submitted by an earlier run", job_id)
+        job_id = await submit_once(
+            submit, request, provider=provider, credentials=credentials, journal=journal,
+            identifier=integration.identifier, policy=runtime.retry, attempts=submit_attempts,
+        )  # fmt: skip
 
     async def wait() -> RenderJob:
         return await provider.wait_for_job(credentials, job_id)  # type: ignore[attr-defined]

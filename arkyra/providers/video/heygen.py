@@ -53,7 +53,13 @@ from arkyra.providers.base import (
     expose,
     third_party,
 )
-from arkyra.providers.jobs import JobStatus, RenderJob, RenderProvider
+from arkyra.providers.jobs import (
+    LOOKUP_MAX_PAGES,
+    LOOKUP_PAGE_SIZE,
+    JobStatus,
+    RenderJob,
+    RenderProvider,
+)
 
 AUTH_HEADER = "X-Api-Key"
 
@@ -409,6 +415,7 @@ class HeyGen(RenderProvider):
     """HeyGen client: identity, renders, job polling, avatar and voice catalogues, webhooks."""
 
     default_base_url = "https://api.heygen.com"
+    reference_field = "callback_id"
 
     # -- auth and version ------------------------------------------------------------------
 
@@ -484,6 +491,41 @@ class HeyGen(RenderProvider):
                 "/v1/video_status.get", credentials, params={"video_id": video_id}
             )
         return job_from_status(_data(body), job_id=video_id, provider=self.identifier)
+
+    async def find_submitted(
+        self, credentials: Mapping[str, str], reference: str, since: float
+    ) -> str | None:
+        """The video started at or after ``since`` whose ``callback_id`` is ``reference``.
+
+        ``GET /v1/video.list`` (docs.heygen.com/reference/video-list; newest first and the
+        item fields are UNCONFIRMED beyond HeyGen's changelog) names the candidates, and
+        ``callback_id`` is read from each one's ``/v1/video_status.get``; both are free reads,
+        used for v2 and v3 connections alike.
+        """
+        token: str | None = None
+        for _ in range(LOOKUP_MAX_PAGES):
+            params: dict[str, Any] = {"limit": LOOKUP_PAGE_SIZE}
+            if token:
+                params["token"] = token
+            data = _data(await self.get_json("/v1/video.list", credentials, params=params))
+            videos = _list(data, "videos")
+            recent = [v for v in videos if not _older(v.get("created_at"), since)]
+            for video in recent:
+                video_id = _text(video.get("video_id"))
+                if video_id is None:
+                    continue
+                status = await self.get_json(
+                    "/v1/video_status.get", credentials, params={"video_id": video_id}
+                )
+                if _data(status).get("callback_id") == reference:
+                    return video_id
+            token = _text(data.get("token"))
+            if token is None or not recent:
+                return None
+        raise ProviderError(
+            f"more than {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} recent videos to search",
+            provider=self.identifier,
+        )
 
     # -- webhooks --------------------------------------------------------------------------
 
@@ -633,6 +675,11 @@ def _data(body: Any) -> dict[str, Any]:
 def _list(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     items = data.get(key)
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _older(created_at: Any, since: float) -> bool:
+    """Whether a listed video was created before ``since`` (unknown times are not older)."""
+    return isinstance(created_at, int | float) and created_at < since
 
 
 def _text(value: Any) -> str | None:

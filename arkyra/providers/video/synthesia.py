@@ -26,7 +26,13 @@ from arkyra.providers.base import (
     expose,
     third_party,
 )
-from arkyra.providers.jobs import JobStatus, RenderJob, RenderProvider
+from arkyra.providers.jobs import (
+    LOOKUP_MAX_PAGES,
+    LOOKUP_PAGE_SIZE,
+    JobStatus,
+    RenderJob,
+    RenderProvider,
+)
 
 #: Synthesia's video states -> ours. ``approved`` is a moderation step, still rendering.
 VIDEO_STATUS: dict[str, JobStatus] = {
@@ -162,6 +168,7 @@ class SynthesiaProvider(RenderProvider):
     """Synthesia v2: renders, status polling, and the template catalogue."""
 
     default_base_url = "https://api.synthesia.io"
+    reference_field = "callbackId"
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         return {"Authorization": self.api_key(credentials)}
@@ -220,6 +227,34 @@ class SynthesiaProvider(RenderProvider):
         body = await self.get_json(f"/v2/videos/{quote(job_id, safe='')}", credentials)
         return self.to_job(body)
 
+    async def find_submitted(
+        self, credentials: Mapping[str, str], reference: str, since: float
+    ) -> str | None:
+        """The video created at or after ``since`` whose ``callbackId`` is ``reference``.
+
+        Reads ``GET /v2/videos`` pages (free) until a page holds nothing that recent; the
+        newest-first order this relies on to stop early is UNCONFIRMED, so at most
+        ``LOOKUP_MAX_PAGES`` are read and an error says so beyond that.
+        """
+        offset: str | None = None
+        for _ in range(LOOKUP_MAX_PAGES):
+            params: dict[str, Any] = {"limit": LOOKUP_PAGE_SIZE}
+            if offset is not None:
+                params["offset"] = offset
+            body = await self.get_json("/v2/videos", credentials, params=params)
+            videos = body.get("videos") if isinstance(body, dict) else None
+            recent = [v for v in videos or [] if isinstance(v, dict) and _since(v, since)]
+            for video in recent:
+                if video.get("callbackId") == reference and video.get("id"):
+                    return str(video["id"])
+            offset = _next_offset(body)
+            if offset is None or not recent:
+                return None
+        raise ProviderError(
+            f"more than {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} recent videos to search",
+            provider=self.identifier,
+        )
+
     def to_job(self, body: Any) -> RenderJob:
         """A VideoResponse as a :class:`RenderJob`."""
         if not isinstance(body, dict) or not body.get("id"):
@@ -265,6 +300,12 @@ class SynthesiaProvider(RenderProvider):
             items=lambda body: list(body.get("templates") or []),
         )
         return [_template(item) for item in await paginator.collect(fetch) if _has_id(item)]
+
+
+def _since(video: dict[str, Any], since: float) -> bool:
+    """Whether a listed video was created at or after ``since`` (unknown times count)."""
+    created = video.get("createdAt")
+    return not isinstance(created, int | float) or created >= since
 
 
 def _has_id(item: Any) -> bool:

@@ -7,6 +7,8 @@ Follows ``reference/provider-contracts-media-automation.md`` section 1, not the 
 - ``POST /v2/video/generate`` is a paid call and starts a clock-driven job; a script containing
   ``[fail]`` makes the job fail with an error body. ``GET /v1/video_status.get`` reports
   ``pending`` -> ``processing`` -> ``completed`` | ``failed`` from the job's phase.
+- ``GET /v1/video.list`` lists the key's videos, newest first, ``limit``/``token`` pages
+  (``{video_id, video_title, status, created_at, type}``; ``callback_id`` only in the status).
 - Result URLs point at ``GET /heygen/media/{video_id}.mp4`` (a tiny fake MP4, no auth: real
   HeyGen result URLs are pre-signed).
 
@@ -249,6 +251,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             fail=FAIL_MARKER in script,
             marker_failure=FAIL_MARKER in script,
             callback_id=body.get("callback_id"),
+            owner=_owner(key),
             title=body.get("title"),
             words=len(script.split()),
             created_at=int(time.time()),
@@ -267,6 +270,23 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         if job is None:
             return legacy_error(404, 40031, "Invalid video id")
         return legacy_ok(_status_data(state, job))
+
+    async def video_list(request: Request) -> Response:
+        key = _api_key(request)
+        if key is None:
+            return unauthorized(legacy=True)
+        try:
+            limit = min(max(int(request.query_params.get("limit", "100")), 1), 100)
+            offset = int(request.query_params.get("token") or 0)
+        except ValueError:
+            return legacy_error(400, 40001, "limit and token must be numbers")
+        jobs = [j for j in state.store(IDENTIFIER).get("jobs", {}).values()
+                if j.data.get("owner") == _owner(key)]  # fmt: skip
+        jobs.sort(key=lambda j: j.created, reverse=True)
+        page = jobs[offset : offset + limit]
+        more = offset + limit < len(jobs)
+        videos = [_list_entry(job) for job in page]
+        return legacy_ok({"videos": videos, "token": str(offset + limit) if more else None})
 
     async def add_endpoint_v1(request: Request) -> Response:
         key = _api_key(request)
@@ -362,6 +382,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         Route("/v2/voices", voices, methods=["GET"]),
         Route("/v2/video/generate", generate, methods=["POST"]),
         Route("/v1/video_status.get", video_status, methods=["GET"]),
+        Route("/v1/video.list", video_list, methods=["GET"]),
         Route("/media/{video_id}.{suffix}", media, methods=["GET"]),
         Route("/v1/webhook/endpoint.add", add_endpoint_v1, methods=["POST"]),
         Route("/v3/users/me", users_me_v3, methods=["GET"]),
@@ -458,6 +479,26 @@ def _status_data(state: SandboxState, job: SandboxJob) -> dict[str, Any]:
         "callback_id": job.data.get("callback_id"),
         "created_at": job.data.get("created_at"),
         "error": _job_error(job) if status == "failed" else None,
+    }
+
+
+def _owner(key: str) -> str:
+    """Which account a job belongs to, without keeping the key itself."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+#: ``/v1/video.list`` statuses (completed, processing, failed, draft) by job phase.
+LIST_STATUS = {"queued": "processing", "running": "processing", "succeeded": "completed",
+               "failed": "failed", "cancelled": "failed"}  # fmt: skip
+
+
+def _list_entry(job: SandboxJob) -> dict[str, Any]:
+    return {
+        "video_id": job.id,
+        "video_title": job.data.get("title") or "",
+        "status": LIST_STATUS[job.phase()],
+        "created_at": job.data.get("created_at"),
+        "type": "GENERATED",
     }
 
 

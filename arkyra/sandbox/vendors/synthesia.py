@@ -103,8 +103,8 @@ def _video(job: SandboxJob, base_url: str) -> dict[str, Any]:
         "visibility": job.data.get("visibility") or "private",
         "callbackId": job.data.get("callbackId"),
         "status": "rejected" if phase == "failed" and job.data["rejected"] else PHASE_STATUS[phase],
-        "createdAt": int(job.created),
-        "lastUpdatedAt": int(job.created),
+        "createdAt": job.data["created_at"],
+        "lastUpdatedAt": job.data["created_at"],
     }
     if phase == "succeeded":
         files = f"{base_url}/files/{job.id}"
@@ -131,6 +131,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             title=body.get("title"),
             visibility=body.get("visibility"),
             callbackId=body.get("callbackId"),
+            created_at=int(time.time()),
             base_url=base_url(request),
         )
         _schedule_callbacks(state, request.headers.get("authorization", ""), job)
@@ -222,7 +223,8 @@ def routes(state: SandboxState) -> list[BaseRoute]:
     async def list_videos(request: Request) -> Response:
         if not _authorized(request):
             return _error(403, "Forbidden", "Invalid API key")
-        jobs = state.store(IDENTIFIER).get("jobs", {}).values()
+        jobs = sorted(state.store(IDENTIFIER).get("jobs", {}).values(),
+                      key=lambda job: job.created, reverse=True)  # fmt: skip
         videos = [_video(job, base_url(request)) for job in jobs]
         try:
             chunk, next_offset = page(request, videos)

@@ -1,0 +1,178 @@
+"""Submitting a paid render at most once, even across a worker stopped mid-request.
+
+The note of :class:`~arkyra.tasks._paid.PendingJobs` is written before the request leaves
+and again once the vendor names the job. A later run that finds only the first note cannot
+tell from here whether the vendor started the job, so it asks the vendor, by the client
+reference sent with the request (``RenderProvider.reference_field``): a job found is waited
+for, none found is submitted. A vendor that cannot be asked gets nothing sent twice; the
+run says so and how to render it anyway.
+
+The same lookup settles a submission that failed ambiguously (a 502 or a broken connection
+after the request left) before the step falls back to another provider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from prefect.logging import get_run_logger
+
+from arkyra.errors import (
+    BadRequest,
+    ContentRejected,
+    ContextTooLong,
+    InvalidCredentials,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    SubmissionUncertain,
+    Transient,
+)
+from arkyra.pipelines.resilience import RetryPolicy, call_again
+from arkyra.providers.jobs import RenderJob, RenderProvider
+from arkyra.tasks._paid import PendingJobs
+
+#: How far before the note a vendor's job may be stamped (clocks differ between hosts).
+CLOCK_SKEW_SECONDS = 300.0
+
+#: Errors that come with the vendor's answer that it started nothing.
+_REFUSED = (BadRequest, ContentRejected, ContextTooLong, InvalidCredentials, QuotaExhausted,
+            RateLimited)  # fmt: skip
+
+
+async def earlier_submission(
+    provider: RenderProvider,
+    credentials: Mapping[str, str],
+    journal: PendingJobs,
+    identifier: str,
+    policy: RetryPolicy,
+) -> str | None:
+    """The job an earlier run submitted for this content to ``identifier``, or ``None``.
+
+    Raises :class:`SubmissionUncertain` when that run stopped mid-request and the vendor
+    cannot be asked whether the job exists.
+    """
+    note = journal.note(identifier)
+    if note is None:
+        return None
+    if note.job_id is not None:
+        get_run_logger().info("resuming render %s submitted by an earlier run", note.job_id)
+        return note.job_id
+    if note.reference is None or _reference_field(provider) is None:
+        raise SubmissionUncertain(
+            "a worker stopped while it was submitting this render, and this vendor cannot be "
+            "asked whether the render was started; not submitting it again, so it is not paid "
+            "twice. Check the vendor's dashboard, then run again with refresh to render it",
+            provider=identifier,
+        )
+    try:
+        found = await _look_up(provider, credentials, note.reference, note.since, policy)
+    except ProviderError as exc:
+        raise SubmissionUncertain(
+            "a worker stopped while it was submitting this render, and asking the vendor "
+            f"whether it was started failed ({type(exc).__name__}: {exc.message}); not "
+            "submitting it again, so it is not paid twice. Run again later",
+            provider=identifier,
+        ) from None
+    if found is None:
+        get_run_logger().info(
+            "a render submitted by a stopped worker never reached %s; submitting it now",
+            identifier,
+        )
+        return None
+    get_run_logger().info("found render %s, started for a stopped worker; resuming", found)
+    journal.remember(identifier, found, note.reference)
+    return found
+
+
+async def submit_once(
+    submit: Callable[[dict[str, Any]], Awaitable[RenderJob]],
+    request: dict[str, Any],
+    *,
+    provider: RenderProvider,
+    credentials: Mapping[str, str],
+    journal: PendingJobs,
+    identifier: str,
+    policy: RetryPolicy,
+    attempts: int | None,
+) -> str:
+    """Send ``request`` through ``submit`` with the notes around it; the vendor's job id."""
+    field = _reference_field(provider)
+    reference: str | None = None
+    if field is not None and not request.get(field):
+        reference = journal.key
+        request = {**request, field: reference}
+    journal.intend(identifier, reference)
+    sent_at = time.time()
+    try:
+        job = await call_again(
+            lambda: submit(request), policy, replayable=False,
+            what=f"{identifier} render", attempts=attempts,
+        )  # fmt: skip
+    except ProviderError as exc:
+        if not maybe_started(exc, policy):
+            journal.forget()
+            raise
+        if reference is None:
+            raise
+        found = await _settle(provider, credentials, reference, sent_at, exc, policy)
+        if found is None:
+            raise
+        journal.remember(identifier, found, reference)
+        return found
+    journal.remember(identifier, job.id, reference)
+    return job.id
+
+
+def maybe_started(exc: ProviderError, policy: RetryPolicy) -> bool:
+    """Whether the vendor may have started (and will bill) the job despite ``exc``."""
+    if isinstance(exc, _REFUSED):
+        return False
+    if isinstance(exc, Transient):
+        return not policy.safe_to_repeat(exc, replayable=False)
+    return True
+
+
+async def _settle(
+    provider: RenderProvider,
+    credentials: Mapping[str, str],
+    reference: str,
+    sent_at: float,
+    failure: ProviderError,
+    policy: RetryPolicy,
+) -> str | None:
+    """After an ambiguous failure: the job the vendor started anyway, if it can be found."""
+    try:
+        found = await _look_up(provider, credentials, reference, sent_at, policy)
+    except ProviderError as exc:
+        get_run_logger().warning(
+            "could not check whether %s started the render after %s: %s",
+            provider.identifier, type(failure).__name__, exc.message,
+        )  # fmt: skip
+        return None
+    if found is not None:
+        get_run_logger().info(
+            "%s started render %s although the request failed (%s); using it",
+            provider.identifier, found, type(failure).__name__,
+        )  # fmt: skip
+    return found
+
+
+async def _look_up(
+    provider: RenderProvider,
+    credentials: Mapping[str, str],
+    reference: str,
+    since: float,
+    policy: RetryPolicy,
+) -> str | None:
+    return await call_again(
+        lambda: provider.find_submitted(credentials, reference, since - CLOCK_SKEW_SECONDS),
+        policy, replayable=True, what=f"{provider.identifier} render lookup",
+    )  # fmt: skip
+
+
+def _reference_field(provider: RenderProvider) -> str | None:
+    """The provider's reference field; ``None`` also for a stand-in without one."""
+    return getattr(provider, "reference_field", None)

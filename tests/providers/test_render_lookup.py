@@ -1,0 +1,146 @@
+"""``find_submitted``: asking a vendor, by client reference, whether it started a render.
+
+Against the sandbox (HeyGen v2 and v3 connections, Synthesia), and with respx for where the
+search stops: videos older than the note are never read one by one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from arkyra.config import Settings
+from arkyra.errors import ProviderError
+from arkyra.providers import get_provider
+from arkyra.providers.jobs import LOOKUP_MAX_PAGES
+from arkyra.sandbox.server import RunningSandbox, running_sandbox
+from arkyra.sandbox.state import SandboxState
+from tests.conftest import make_settings
+
+HEYGEN_VIDEO = {
+    "script": "Hello there",
+    "avatar_id": "Abigail_expressive_2024112501",
+    "voice_id": "2d5b0e6cf36f460aa7fc47e3eee4ba54",
+    "test": True,
+}
+SYNTHESIA_VIDEO = {
+    "input": [{"scriptText": "Hello there", "avatar": "anna", "background": "green_screen"}],
+}
+CASES = [
+    ("heygen", {"api_key": "hg_lookup"}, HEYGEN_VIDEO, "callback_id"),
+    ("heygen", {"api_key": "hg_lookup", "api_version": "v3"}, HEYGEN_VIDEO, "callback_id"),
+    ("synthesia", {"api_key": "syn_lookup"}, SYNTHESIA_VIDEO, "callbackId"),
+]
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[RunningSandbox]:
+    with running_sandbox(state=SandboxState(seed=5)) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def settings(tmp_path: Path, live: RunningSandbox) -> Settings:
+    return make_settings(tmp_path, sandbox_url=live.url, ssrf_allow_loopback=True)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.mark.parametrize(("identifier", "credentials", "request_body", "field"), CASES)
+async def test_the_render_sent_with_a_reference_is_found_by_it(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    identifier: str,
+    credentials: dict[str, str],
+    request_body: dict[str, Any],
+    field: str,
+) -> None:
+    provider = get_provider(identifier, settings=settings, client=http)
+    assert provider.reference_field == field  # type: ignore[attr-defined]
+    since = time.time() - 5
+    wanted = await provider.send_data(credentials, {**request_body, field: "video-abc"})
+    await provider.send_data(credentials, {**request_body, field: "video-other"})
+    await provider.send_data(credentials, request_body)
+
+    assert await provider.find_submitted(credentials, "video-abc", since) == wanted.id  # type: ignore[attr-defined]
+    assert await provider.find_submitted(credentials, "video-never-sent", since) is None  # type: ignore[attr-defined]
+    later = time.time() + 60  # asked about renders after this one: it is not among them
+    assert await provider.find_submitted(credentials, "video-abc", later) is None  # type: ignore[attr-defined]
+
+
+async def test_heygen_looks_only_at_another_accounts_videos_never(
+    settings: Settings, http: httpx.AsyncClient
+) -> None:
+    provider = get_provider("heygen", settings=settings, client=http)
+    since = time.time() - 5
+    await provider.send_data({"api_key": "hg_one"}, {**HEYGEN_VIDEO, "callback_id": "video-x"})
+
+    assert await provider.find_submitted({"api_key": "hg_two"}, "video-x", since) is None  # type: ignore[attr-defined]
+
+
+BASE = "https://api.heygen.com"
+
+
+def listed(video_id: str, created_at: float) -> dict[str, Any]:
+    return {"video_id": video_id, "video_title": "", "status": "completed",
+            "created_at": int(created_at), "type": "GENERATED"}  # fmt: skip
+
+
+@respx.mock
+async def test_heygen_reads_no_status_of_a_video_older_than_the_note(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    provider = get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
+    now = time.time()
+    respx.get(f"{BASE}/v1/video.list").respond(json={"code": 100, "message": "Success", "data": {
+        "videos": [listed("new", now), listed("old", now - 3600)], "token": "page-2"}})  # fmt: skip
+    status = respx.get(f"{BASE}/v1/video_status.get").respond(
+        json={"code": 100, "data": {"id": "new", "status": "completed", "callback_id": "mine"}}
+    )
+
+    found = await provider.find_submitted({"api_key": "hg_k"}, "mine", now - 60)  # type: ignore[attr-defined]
+
+    assert found == "new"
+    assert [dict(c.request.url.params) for c in status.calls] == [{"video_id": "new"}]
+
+
+@respx.mock
+async def test_heygen_stops_at_the_first_page_with_nothing_recent(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    provider = get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
+    now = time.time()
+    pages = respx.get(f"{BASE}/v1/video.list").respond(json={"code": 100, "data": {
+        "videos": [listed("old", now - 3600)], "token": "page-2"}})  # fmt: skip
+    status = respx.get(f"{BASE}/v1/video_status.get")
+
+    assert await provider.find_submitted({"api_key": "hg_k"}, "mine", now - 60) is None  # type: ignore[attr-defined]
+    assert pages.call_count == 1
+    assert status.call_count == 0
+
+
+@respx.mock
+async def test_heygen_says_so_when_there_are_too_many_videos_to_search(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    provider = get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
+    now = time.time()
+    respx.get(f"{BASE}/v1/video.list").respond(json={"code": 100, "data": {
+        "videos": [listed("recent", now)], "token": "more"}})  # fmt: skip
+    respx.get(f"{BASE}/v1/video_status.get").respond(
+        json={"code": 100, "data": {"id": "recent", "status": "completed", "callback_id": "x"}}
+    )
+
+    with pytest.raises(ProviderError, match="recent videos to search"):
+        await provider.find_submitted({"api_key": "hg_k"}, "mine", now - 60)  # type: ignore[attr-defined]
+    assert respx.calls.call_count == 2 * LOOKUP_MAX_PAGES
