@@ -75,6 +75,7 @@ class RequestContextMiddleware:
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.extend(_missing_limit_headers(scope, headers))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -101,6 +102,19 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+
+def _missing_limit_headers(
+    scope: Scope, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The request's ``RateLimit-*`` headers (``deps.rate_limit``) the response lacks."""
+    limit_headers = scope.get("state", {}).get("rate_limit_headers") or {}
+    present = {name.lower() for name, _ in headers}
+    return [
+        (name.lower().encode(), value.encode())
+        for name, value in limit_headers.items()
+        if name.lower().encode() not in present
+    ]
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

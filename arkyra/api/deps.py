@@ -142,8 +142,12 @@ def rate_limit(bucket: str = "default") -> Callable[..., Awaitable[Principal]]:
         decision = await limiter.hit(limit, principal.organization_id, route_key(request))
         if not decision.allowed:
             raise TooManyRequests(decision)
-        for name, value in decision.headers().items():
+        headers = decision.headers()
+        for name, value in headers.items():
             response.headers[name] = value
+        # A route that returns its own response (a stream, an error body) drops the headers
+        # set above; RequestContextMiddleware adds these to it.
+        request.state.rate_limit_headers = headers
         return principal
 
     limited.__name__ = f"rate_limit_{bucket}"

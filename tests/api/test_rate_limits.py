@@ -108,8 +108,11 @@ async def test_the_ai_routes_have_their_own_limit_from_the_settings(
             assert refused.status_code == 429
             assert int(refused.headers["retry-after"]) >= 1
             chat = {"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]}
-            for _ in range(2):  # the chat door counts in its own window
-                await api.post("/v1/chat/completions", json=chat, headers=auth())
+            for remaining in ("1", "0"):  # the chat door counts in its own window
+                answer = await api.post("/v1/chat/completions", json=chat, headers=auth())
+                # its own response body (no provider answers here) still carries the limit
+                assert answer.headers["ratelimit-limit"] == "2", answer.text
+                assert answer.headers["ratelimit-remaining"] == remaining
             assert (
                 await api.post("/v1/chat/completions", json=chat, headers=auth())
             ).status_code == 429
