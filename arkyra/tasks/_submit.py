@@ -24,6 +24,7 @@ from arkyra.errors import (
     ContentRejected,
     ContextTooLong,
     InvalidCredentials,
+    InvalidInput,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -111,6 +112,9 @@ async def submit_once(
             lambda: submit(request), policy, replayable=False,
             what=f"{identifier} render", attempts=attempts,
         )  # fmt: skip
+    except InvalidInput:
+        journal.forget()  # refused while the request was built: nothing was sent
+        raise
     except ProviderError as exc:
         if not maybe_started(exc, policy):
             journal.forget()

@@ -14,7 +14,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from arkyra.errors import Transient
+from arkyra.errors import InvalidInput, Transient
 from arkyra.flows.content import content_pipeline
 from arkyra.pipelines.models import ContentSource, Integration, RunOptions, VideoSettings
 from arkyra.providers.jobs import JobStatus, RenderJob
@@ -162,15 +162,15 @@ async def test_a_refused_request_falls_back_without_asking(
 class NoLookupVideo:
     """A video vendor that keeps no client reference, so it cannot be asked afterwards."""
 
-    def __init__(self, calls: list[str], *, stop: bool) -> None:
+    def __init__(self, calls: list[str], *, fail: Exception | None = None) -> None:
         self.identifier = "heygen"
         self.calls = calls
-        self.stop = stop
+        self.fail = fail
 
     async def send_data(self, credentials: Mapping[str, str], data: Any) -> RenderJob:
         self.calls.append("submit")
-        if self.stop:
-            raise WorkerStopped("killed after sending")
+        if self.fail is not None:
+            raise self.fail
         return RenderJob(provider=self.identifier, id="job-1", status=JobStatus.QUEUED)
 
     async def wait_for_job(self, credentials: Mapping[str, str], job_id: str) -> RenderJob:
@@ -183,9 +183,11 @@ async def test_a_vendor_that_cannot_be_asked_is_not_sent_the_render_twice(
 ) -> None:
     calls: list[str] = []
     params = await video_params(pipeline, await connect(pipeline, "heygen"))
-    pipeline.runtime.overrides["heygen"] = NoLookupVideo(calls, stop=True)  # type: ignore[assignment]
+    pipeline.runtime.overrides["heygen"] = NoLookupVideo(
+        calls, fail=WorkerStopped("killed after sending")
+    )  # type: ignore[assignment]
     assert "WorkerStopped" in await failed_run(params)
-    pipeline.runtime.overrides["heygen"] = NoLookupVideo(calls, stop=False)  # type: ignore[assignment]
+    pipeline.runtime.overrides["heygen"] = NoLookupVideo(calls)  # type: ignore[assignment]
 
     unsure = await failed_run(params)
     refreshed = await content_pipeline(**params, options=RunOptions(refresh=True))
@@ -195,3 +197,19 @@ async def test_a_vendor_that_cannot_be_asked_is_not_sent_the_render_twice(
     assert "refresh" in unsure
     assert refreshed.items[0].ok
     assert calls == ["submit", "submit"]  # the stopped run's, then the refreshed run's
+
+
+async def test_a_request_refused_before_sending_leaves_nothing_uncertain(
+    pipeline: Pipeline,
+) -> None:
+    calls: list[str] = []
+    params = await video_params(pipeline, await connect(pipeline, "heygen"))
+    bad = InvalidInput("bad render request", {"avatar_id": "unknown avatar"})
+    pipeline.runtime.overrides["heygen"] = NoLookupVideo(calls, fail=bad)  # type: ignore[assignment]
+
+    first = await failed_run(params)
+    again = await failed_run(params)
+
+    assert "InvalidInput" in first
+    assert "InvalidInput" in again  # the real reason again, not SubmissionUncertain
+    assert "SubmissionUncertain" not in again
