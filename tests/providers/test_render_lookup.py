@@ -78,7 +78,7 @@ async def test_the_render_sent_with_a_reference_is_found_by_it(
     assert await provider.find_submitted(credentials, "video-abc", later) is None  # type: ignore[attr-defined]
 
 
-async def test_heygen_looks_only_at_another_accounts_videos_never(
+async def test_heygen_never_finds_another_accounts_video(
     settings: Settings, http: httpx.AsyncClient
 ) -> None:
     provider = get_provider("heygen", settings=settings, client=http)
@@ -91,6 +91,12 @@ async def test_heygen_looks_only_at_another_accounts_videos_never(
 BASE = "https://api.heygen.com"
 
 
+@pytest.fixture
+def heygen(http: httpx.AsyncClient, tmp_path: Path) -> Any:
+    """HeyGen at its real base URL (respx answers)."""
+    return get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
+
+
 def listed(video_id: str, created_at: float) -> dict[str, Any]:
     return {"video_id": video_id, "video_title": "", "status": "completed",
             "created_at": int(created_at), "type": "GENERATED"}  # fmt: skip
@@ -98,9 +104,8 @@ def listed(video_id: str, created_at: float) -> dict[str, Any]:
 
 @respx.mock
 async def test_heygen_reads_no_status_of_a_video_older_than_the_note(
-    http: httpx.AsyncClient, tmp_path: Path
+    heygen: Any,
 ) -> None:
-    provider = get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
     now = time.time()
     respx.get(f"{BASE}/v1/video.list").respond(json={"code": 100, "message": "Success", "data": {
         "videos": [listed("new", now), listed("old", now - 3600)], "token": "page-2"}})  # fmt: skip
@@ -108,7 +113,7 @@ async def test_heygen_reads_no_status_of_a_video_older_than_the_note(
         json={"code": 100, "data": {"id": "new", "status": "completed", "callback_id": "mine"}}
     )
 
-    found = await provider.find_submitted({"api_key": "hg_k"}, "mine", now - 60)  # type: ignore[attr-defined]
+    found = await heygen.find_submitted({"api_key": "hg_k"}, "mine", now - 60)
 
     assert found == "new"
     assert [dict(c.request.url.params) for c in status.calls] == [{"video_id": "new"}]
@@ -116,24 +121,22 @@ async def test_heygen_reads_no_status_of_a_video_older_than_the_note(
 
 @respx.mock
 async def test_heygen_stops_at_the_first_page_with_nothing_recent(
-    http: httpx.AsyncClient, tmp_path: Path
+    heygen: Any,
 ) -> None:
-    provider = get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
     now = time.time()
     pages = respx.get(f"{BASE}/v1/video.list").respond(json={"code": 100, "data": {
         "videos": [listed("old", now - 3600)], "token": "page-2"}})  # fmt: skip
     status = respx.get(f"{BASE}/v1/video_status.get")
 
-    assert await provider.find_submitted({"api_key": "hg_k"}, "mine", now - 60) is None  # type: ignore[attr-defined]
+    assert await heygen.find_submitted({"api_key": "hg_k"}, "mine", now - 60) is None
     assert pages.call_count == 1
     assert status.call_count == 0
 
 
 @respx.mock
 async def test_heygen_says_so_when_there_are_too_many_videos_to_search(
-    http: httpx.AsyncClient, tmp_path: Path
+    heygen: Any,
 ) -> None:
-    provider = get_provider("heygen", settings=make_settings(tmp_path, sandbox=False), client=http)
     now = time.time()
     respx.get(f"{BASE}/v1/video.list").respond(json={"code": 100, "data": {
         "videos": [listed("recent", now)], "token": "more"}})  # fmt: skip
@@ -142,5 +145,5 @@ async def test_heygen_says_so_when_there_are_too_many_videos_to_search(
     )
 
     with pytest.raises(ProviderError, match="recent videos to search"):
-        await provider.find_submitted({"api_key": "hg_k"}, "mine", now - 60)  # type: ignore[attr-defined]
+        await heygen.find_submitted({"api_key": "hg_k"}, "mine", now - 60)
     assert respx.calls.call_count == 2 * LOOKUP_MAX_PAGES
