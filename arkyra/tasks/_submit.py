@@ -1,4 +1,4 @@
-"""Submitting a paid render at most once, even across a worker stopped mid-request.
+"""Submitting a paid render or speech at most once, even across a worker stopped mid-request.
 
 The note of :class:`~arkyra.tasks._paid.PendingJobs` is written before the request leaves
 and again once the vendor names the job. A later run that finds only the first note cannot
@@ -9,6 +9,11 @@ run says so and how to render it anyway.
 
 The same lookup settles a submission that failed ambiguously (a 502 or a broken connection
 after the request left) before the step falls back to another provider.
+
+Speech is paid in one call that returns the audio. A run that finds a note of speech it has no
+result for asks the vendor's history (``SpeechProvider.find_spoken``) for that audio; where
+there is no history, or it cannot be read, the speech is made again: cheap next to a render,
+and the run finishes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from arkyra.errors import (
     Transient,
 )
 from arkyra.pipelines.resilience import RetryPolicy, call_again
+from arkyra.providers.audio.speech import SpeechProvider, SpeechResult
 from arkyra.providers.jobs import RenderJob, RenderProvider
 from arkyra.tasks._paid import PendingJobs
 
@@ -128,6 +134,71 @@ async def submit_once(
         return found
     journal.remember(identifier, job.id, reference)
     return job.id
+
+
+async def speak_once(
+    speak: Callable[[], Awaitable[SpeechResult]],
+    request: dict[str, Any],
+    *,
+    provider: SpeechProvider,
+    credentials: Mapping[str, str],
+    journal: PendingJobs,
+    identifier: str,
+    policy: RetryPolicy,
+    attempts: int | None,
+) -> SpeechResult:
+    """Speech made by a stopped worker, from the vendor's history; else ``speak()``."""
+    can_look = bool(getattr(provider, "finds_spoken", False))
+    note = journal.note(identifier)
+    if note is not None and can_look:
+        found = await _spoken(provider, credentials, request, note.since, policy)
+        if found is not None:
+            get_run_logger().info(
+                "speech made for a stopped worker found in %s's history; not paid again",
+                identifier,
+            )
+            return found
+    journal.intend(identifier, None)
+    sent_at = time.time()
+    try:
+        return await call_again(
+            speak, policy, replayable=False, what=f"{identifier} speech", attempts=attempts
+        )
+    except InvalidInput:
+        journal.forget()
+        raise
+    except ProviderError as exc:
+        if not maybe_started(exc, policy):
+            journal.forget()
+            raise
+        found = await _spoken(provider, credentials, request, sent_at, policy) if can_look else None
+        if found is None:
+            raise
+        get_run_logger().info(
+            "%s made the speech although the request failed (%s); using it",
+            identifier, type(exc).__name__,
+        )  # fmt: skip
+        return found
+
+
+async def _spoken(
+    provider: SpeechProvider,
+    credentials: Mapping[str, str],
+    request: dict[str, Any],
+    since: float,
+    policy: RetryPolicy,
+) -> SpeechResult | None:
+    try:
+        return await call_again(
+            lambda: provider.find_spoken(credentials, request, since - CLOCK_SKEW_SECONDS),
+            policy, replayable=True, what=f"{provider.identifier} history lookup",
+        )  # fmt: skip
+    except ProviderError as exc:
+        get_run_logger().warning(
+            "could not read %s's history (%s); making the speech again",
+            provider.identifier, exc.message,
+        )  # fmt: skip
+        return None
 
 
 def maybe_started(exc: ProviderError, policy: RetryPolicy) -> bool:

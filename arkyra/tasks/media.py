@@ -33,7 +33,7 @@ from arkyra.pipelines.runtime import get_runtime
 from arkyra.providers.audio.speech import SpeechResult
 from arkyra.providers.jobs import RenderJob
 from arkyra.tasks._paid import PendingJobs, paid_cache, paid_task_options
-from arkyra.tasks._submit import earlier_submission, submit_once
+from arkyra.tasks._submit import earlier_submission, speak_once, submit_once
 
 RequestBuilder = Callable[[str, str, VideoSettings, dict[str, Any]], dict[str, Any]]
 
@@ -204,6 +204,9 @@ async def synthesize_voice(
     _, integration = pick(settings.providers)
     runtime = get_runtime()
     started = utcnow()
+    key = "voice-" + _voice_fingerprint(
+        {"organization_id": organization_id, "text": text, "settings": settings}
+    )
     try:
         provider = runtime.provider(integration.identifier)
         credentials = await runtime.credentials(organization_id, integration)
@@ -213,11 +216,11 @@ async def synthesize_voice(
             async with provider_slot(integration.identifier):
                 return await provider.send_data(credentials, request)
 
-        what = f"{integration.identifier} speech"
-        attempts = None if last_in_chain(settings.providers) else 1
-        result = await call_again(
-            speak, runtime.retry, replayable=False, what=what, attempts=attempts
-        )
+        result = await speak_once(
+            speak, request, provider=provider, credentials=credentials,  # type: ignore[arg-type]
+            journal=PendingJobs(key), identifier=integration.identifier, policy=runtime.retry,
+            attempts=None if last_in_chain(settings.providers) else 1,
+        )  # fmt: skip
     except Exception as exc:
         record_attempt(integration.identifier, exc)
         await log_job(runtime.settings, organization_id, integration, started, error=exc)

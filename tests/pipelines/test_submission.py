@@ -1,4 +1,4 @@
-"""A render is paid for at most once, also when its submission was cut off half-way.
+"""A render (or speech) is paid for at most once, also when its submission was cut off.
 
 The worker stopping between sending a render and noting its job id is played here by a
 ``send_data`` that raises after (or before) the vendor got the request: the task fails
@@ -16,12 +16,19 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from arkyra.errors import InvalidInput, Transient
 from arkyra.flows.content import content_pipeline
-from arkyra.pipelines.models import ContentSource, Integration, RunOptions, VideoSettings
+from arkyra.pipelines.models import (
+    ContentSource,
+    Integration,
+    RunOptions,
+    VideoSettings,
+    VoiceSettings,
+)
+from arkyra.providers.audio.elevenlabs import ElevenLabsProvider
 from arkyra.providers.jobs import JobStatus, RenderJob
 from arkyra.providers.video.heygen import HeyGen
 from arkyra.providers.video.synthesia import SynthesiaProvider
 from arkyra.sandbox.vendors.notion import CONTENT_DATA_SOURCE_ID
-from tests.pipelines.conftest import HEYGEN_AVATAR, HEYGEN_VOICE, Pipeline
+from tests.pipelines.conftest import ELEVENLABS_VOICE, HEYGEN_AVATAR, HEYGEN_VOICE, Pipeline
 
 VENDORS: dict[str, tuple[type, dict[str, str], dict[str, Any]]] = {
     "heygen": (HeyGen, {"api_key": "hg_sandbox"},
@@ -38,11 +45,8 @@ class WorkerStopped(Exception):
 async def video_params(pipeline: Pipeline, *providers: Integration) -> dict[str, Any]:
     notion = await pipeline.connect("notion", {"api_key": "secret_sandbox"})
     source = ContentSource(integration=notion, query={"id": CONTENT_DATA_SOURCE_ID}, max_items=1)
-    return {
-        "organization_id": pipeline.org,
-        "source": source,
-        "video": VideoSettings(providers=list(providers)),
-    }
+    video = VideoSettings(providers=list(providers)) if providers else None
+    return {"organization_id": pipeline.org, "source": source, "video": video}
 
 
 async def connect(pipeline: Pipeline, identifier: str) -> Integration:
@@ -213,3 +217,29 @@ async def test_a_request_refused_before_sending_leaves_nothing_uncertain(
     assert "InvalidInput" in first
     assert "InvalidInput" in again  # the real reason again, not SubmissionUncertain
     assert "SubmissionUncertain" not in again
+
+
+async def test_speech_made_for_a_stopped_worker_comes_from_the_history_unpaid(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eleven = await pipeline.connect("elevenlabs", {"api_key": "el_sandbox"})
+    eleven.options = {"voice_id": ELEVENLABS_VOICE}
+    params = await video_params(pipeline)
+    params["voice"] = VoiceSettings(providers=[eleven])
+    made: list[str] = []
+    original = ElevenLabsProvider.send_data
+
+    async def stopped(self: Any, credentials: Mapping[str, str], data: Any) -> Any:
+        made.append((await original(self, credentials, data)).media.sha256)
+        raise WorkerStopped("killed before the audio was kept")
+
+    monkeypatch.setattr(ElevenLabsProvider, "send_data", stopped)
+    assert "WorkerStopped" in await failed_run(params)
+    monkeypatch.undo()
+
+    summary = await content_pipeline(**params)
+
+    assert summary.items[0].ok
+    voice = next(s for s in summary.items[0].steps if s.kind == "voice")
+    assert voice.details["sha256"] == made[0]
+    assert pipeline.paid_calls == {"elevenlabs": 1}

@@ -38,6 +38,7 @@ from arkyra.providers.base import (
     require_credential,
     third_party,
 )
+from arkyra.providers.jobs import LOOKUP_MAX_PAGES, LOOKUP_PAGE_SIZE
 
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"
 #: Short format names a provider-neutral request may use, and the output_format they mean.
@@ -132,6 +133,53 @@ class ElevenLabsProvider(SpeechProvider):
             characters=len(speech.text),
         )
 
+    finds_spoken = True
+
+    async def find_spoken(
+        self, credentials: Mapping[str, str], data: Any, since: float
+    ) -> SpeechResult | None:
+        """The same text, voice and model synthesised at or after ``since``, from the history.
+
+        ``GET /v1/history`` (newest first, filtered by ``voice_id`` and ``date_after_unix``)
+        and ``GET /v1/history/{id}/audio``, both free. The history keeps MP3, so a request for
+        another output format is not looked up.
+        """
+        speech = parse_speech_request(ElevenLabsSpeechRequest, data, self.identifier)
+        if not (speech.format or DEFAULT_OUTPUT_FORMAT).startswith("mp3"):
+            return None
+        params: dict[str, Any] = {
+            "voice_id": speech.voice_id,
+            "date_after_unix": max(int(since), 0),
+            "page_size": LOOKUP_PAGE_SIZE,
+        }
+        for _ in range(LOOKUP_MAX_PAGES):
+            body = await self.get_json("/v1/history", credentials, params=params)
+            body = body if isinstance(body, dict) else {}
+            for item in body.get("history") or []:
+                if isinstance(item, dict) and _same_synthesis(item, speech, since):
+                    return await self._history_audio(credentials, str(item["history_item_id"]),
+                                                     speech)  # fmt: skip
+            last = body.get("last_history_item_id")
+            if not body.get("has_more") or not last:
+                return None
+            params["start_after_history_item_id"] = last
+        raise ProviderError(
+            f"more than {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} recent syntheses to search",
+            provider=self.identifier,
+        )
+
+    async def _history_audio(
+        self, credentials: Mapping[str, str], item_id: str, speech: ElevenLabsSpeechRequest
+    ) -> SpeechResult:
+        path = f"/v1/history/{quote(item_id, safe='')}/audio"
+        response = await self.request("GET", path, credentials)
+        return SpeechResult(
+            provider=self.identifier,
+            voice_id=speech.voice_id,
+            media=await self.store_audio(response.content, "mp3"),
+            characters=len(speech.text),
+        )
+
     # -- exposed functions -------------------------------------------------------------------
 
     @expose
@@ -212,6 +260,19 @@ def synthesis_body(speech: ElevenLabsSpeechRequest) -> dict[str, Any]:
     if settings:
         body["voice_settings"] = settings
     return body
+
+
+def _same_synthesis(item: Mapping[str, Any], speech: ElevenLabsSpeechRequest, since: float) -> bool:
+    """Whether a history item is ``speech`` (text, voice, and model when one was asked for)."""
+    made = item.get("date_unix")
+    return (
+        bool(item.get("history_item_id"))
+        and item.get("text") == speech.text
+        and item.get("voice_id") == speech.voice_id
+        and (speech.model is None or item.get("model_id") == speech.model)
+        and isinstance(made, int | float)
+        and made >= since
+    )
 
 
 def voice_from(item: Mapping[str, Any]) -> Voice:

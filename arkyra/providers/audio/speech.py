@@ -110,6 +110,21 @@ class SpeechProvider(ThirdPartyProvider):
         except ProviderError as exc:
             raise redact(exc, self._secrets(credentials)) from None
 
+    #: Whether :meth:`find_spoken` can look a past synthesis up in the vendor's history.
+    finds_spoken: ClassVar[bool] = False
+
+    async def find_spoken(
+        self, credentials: Mapping[str, str], data: Any, since: float
+    ) -> SpeechResult | None:
+        """The same synthesis (text, voice, model) made at or after ``since`` (unix seconds),
+        fetched from the vendor's history and stored, or ``None`` when there is none.
+
+        Speech is paid in one call that returns the audio, so a worker stopped before it kept
+        the audio would pay again; this gets that audio back for free where the vendor keeps
+        it. Only providers with ``finds_spoken`` implement it.
+        """
+        raise NotImplementedError(f"{self.identifier} keeps no history to look in")
+
     def _secrets(self, credentials: Mapping[str, str]) -> list[str]:
         values = (credentials.get(name) for name in self.secret_fields)
         return [v.strip() for v in values if isinstance(v, str) and len(v.strip()) >= 4]

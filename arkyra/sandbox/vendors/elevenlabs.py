@@ -8,7 +8,9 @@ Follows ``reference/provider-contracts-media-automation.md`` section 5. Keys ste
 - ``noquota...``: valid, but synthesis gives 401 ``quota_exceeded``.
 
 Text containing ``[busy]`` or ``[concurrent]`` answers the matching 429 kind. Every accepted
-synthesis is a paid call; the audio is a small MP3 derived from the text.
+synthesis is a paid call; the audio is a small MP3 derived from the text. Each one is kept in
+the account's history: ``GET /v1/history`` (newest first; ``voice_id``, ``date_after_unix``,
+``page_size``, ``start_after_history_item_id``) and ``GET /v1/history/{id}/audio`` (free).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
+import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -227,12 +231,59 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             return _error(401, "quota_exceeded", "This request exceeds your quota.")
         state.count(IDENTIFIER, "POST /v1/text-to-speech", paid=True)
         audio = fake_mp3(text, voice_id)
+        history = state.store(IDENTIFIER).setdefault("history", [])
+        history.append({
+            "history_item_id": uuid.uuid4().hex[:20], "request_id": uuid.uuid4().hex[:20],
+            "voice_id": voice_id, "model_id": body.get("model_id") or "eleven_multilingual_v2",
+            "text": text, "date_unix": int(time.time()), "state": "created",
+            "character_count_change_from": 0, "character_count_change_to": len(text),
+            "content_type": "audio/mpeg", "source": "TTS", "owner": _user_id(key), "audio": audio,
+        })  # fmt: skip
         media_type = "audio/mpeg" if output_format.startswith("mp3") else "audio/pcm"
         return Response(audio, media_type=media_type)
+
+    def own_history(key: str) -> list[dict[str, Any]]:
+        items = state.store(IDENTIFIER).get("history", [])
+        return [i for i in reversed(items) if i["owner"] == _user_id(key)]  # newest first
+
+    async def list_history(request: Request) -> Response:
+        key = _key(request)
+        if key is None:
+            return _unauthorized()
+        query = request.query_params
+        try:
+            page_size = min(max(int(query.get("page_size", "100")), 1), 1000)
+            after_date = int(query.get("date_after_unix", "0"))
+        except ValueError:
+            return _validation_error("page_size", "Input should be a valid integer", "int_parsing")
+        items = [i for i in own_history(key) if i["date_unix"] >= after_date
+                 and query.get("voice_id") in (None, i["voice_id"])]  # fmt: skip
+        after = query.get("start_after_history_item_id")
+        if after:
+            ids = [i["history_item_id"] for i in items]
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        page = items[:page_size]
+        shown = [{k: v for k, v in i.items() if k not in ("owner", "audio")} for i in page]
+        return JSONResponse({
+            "history": shown, "has_more": len(items) > page_size,
+            "last_history_item_id": page[-1]["history_item_id"] if page else None,
+        })  # fmt: skip
+
+    async def history_audio(request: Request) -> Response:
+        key = _key(request)
+        if key is None:
+            return _unauthorized()
+        wanted = request.path_params["history_item_id"]
+        for item in own_history(key):
+            if item["history_item_id"] == wanted:
+                return Response(item["audio"], media_type="audio/mpeg")
+        return _error(404, "history_item_not_found", f"History item {wanted} was not found.")
 
     return [
         Route("/v1/user", get_user, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v2/voices", list_voices, methods=["GET"]),
         Route("/v1/text-to-speech/{voice_id}", text_to_speech, methods=["POST"]),
+        Route("/v1/history", list_history, methods=["GET"]),
+        Route("/v1/history/{history_item_id}/audio", history_audio, methods=["GET"]),
     ]

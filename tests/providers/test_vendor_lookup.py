@@ -1,4 +1,5 @@
-"""``find_submitted``: asking a vendor, by client reference, whether it started a render.
+"""Asking a vendor what it already made: ``find_submitted`` (a render, by client reference)
+and ``find_spoken`` (speech, from ElevenLabs' history).
 
 Against the sandbox (HeyGen v2 and v3 connections, Synthesia), and with respx for where the
 search stops: videos older than the note are never read one by one.
@@ -147,3 +148,33 @@ async def test_heygen_says_so_when_there_are_too_many_videos_to_search(
     with pytest.raises(ProviderError, match="recent videos to search"):
         await heygen.find_submitted({"api_key": "hg_k"}, "mine", now - 60)
     assert respx.calls.call_count == 2 * LOOKUP_MAX_PAGES
+
+
+# -- speech: ElevenLabs' history ---------------------------------------------------------------
+
+SPEECH = {"text": "Welcome back to the show", "voice_id": "sbxVoice001abcdefgh"}
+
+
+async def test_elevenlabs_finds_the_same_speech_in_its_history(
+    settings: Settings, http: httpx.AsyncClient, live: RunningSandbox
+) -> None:
+    provider = get_provider("elevenlabs", settings=settings, client=http)
+    credentials = {"api_key": "el_lookup"}
+    since = time.time() - 5
+    made = await provider.send_data(credentials, SPEECH)
+    paid = live.state.paid_calls["elevenlabs"]
+
+    found = await provider.find_spoken(credentials, SPEECH, since)  # type: ignore[attr-defined]
+
+    assert found is not None
+    assert found.media.sha256 == made.media.sha256
+    assert found.characters == len(SPEECH["text"])
+    assert live.state.paid_calls["elevenlabs"] == paid  # reading the history is free
+    other_text = {**SPEECH, "text": "Something else"}
+    assert await provider.find_spoken(credentials, other_text, since) is None  # type: ignore[attr-defined]
+    other_model = {**SPEECH, "model": "eleven_flash_v2_5"}
+    assert await provider.find_spoken(credentials, other_model, since) is None  # type: ignore[attr-defined]
+    assert await provider.find_spoken(credentials, SPEECH, time.time() + 60) is None  # type: ignore[attr-defined]
+    assert await provider.find_spoken({"api_key": "el_other"}, SPEECH, since) is None  # type: ignore[attr-defined]
+    as_pcm = {**SPEECH, "format": "pcm"}  # the history keeps MP3 only
+    assert await provider.find_spoken(credentials, as_pcm, since) is None  # type: ignore[attr-defined]
