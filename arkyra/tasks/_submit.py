@@ -69,27 +69,28 @@ async def earlier_submission(
         return note.job_id
     if note.reference is None or _reference_field(provider) is None:
         raise SubmissionUncertain(
-            "a worker stopped while it was submitting this render, and this vendor cannot be "
-            "asked whether the render was started; not submitting it again, so it is not paid "
-            "twice. Check the vendor's dashboard, then run again with refresh to render it",
+            "an earlier attempt at this render may have reached the vendor (its worker "
+            "stopped, or the answer was lost), and this vendor cannot be asked whether it "
+            "started; not submitting it again, so it is not paid twice. Check the vendor's "
+            "dashboard, then run again with refresh to render it",
             provider=identifier,
         )
     try:
         found = await _look_up(provider, credentials, note.reference, note.since, policy)
     except ProviderError as exc:
         raise SubmissionUncertain(
-            "a worker stopped while it was submitting this render, and asking the vendor "
-            f"whether it was started failed ({type(exc).__name__}: {exc.message}); not "
+            "an earlier attempt at this render may have reached the vendor, and asking it "
+            f"whether the render started failed ({type(exc).__name__}: {exc.message}); not "
             "submitting it again, so it is not paid twice. Run again later",
             provider=identifier,
         ) from None
     if found is None:
         get_run_logger().info(
-            "a render submitted by a stopped worker never reached %s; submitting it now",
+            "an earlier attempt at this render never reached %s; submitting it now",
             identifier,
         )
         return None
-    get_run_logger().info("found render %s, started for a stopped worker; resuming", found)
+    get_run_logger().info("found render %s from an earlier attempt; resuming", found)
     journal.remember(identifier, found, note.reference)
     return found
 
@@ -105,7 +106,12 @@ async def submit_once(
     policy: RetryPolicy,
     attempts: int | None,
 ) -> str:
-    """Send ``request`` through ``submit`` with the notes around it; the vendor's job id."""
+    """Send ``request`` through ``submit`` with the notes around it; the vendor's job id.
+
+    The reference goes in the provider's ``reference_field`` unless the integration's options
+    already set that field (a user's own ``callback_id`` is kept); such a request cannot be
+    looked up later, as the same value may be on every item.
+    """
     field = _reference_field(provider)
     reference: str | None = None
     if field is not None and not request.get(field):
