@@ -217,29 +217,21 @@ class PendingJobs:
             since=float(raw.get("since") or modified),
         )
 
-    def pending(self, provider: str) -> str | None:
-        """The job id submitted to ``provider`` for this key, if it may still be used."""
-        note = self.note(provider)
-        return note.job_id if note is not None else None
-
     def intend(self, provider: str, reference: str | None) -> None:
         """Note, before sending, that a request to ``provider`` is on its way."""
-        self._write({"provider": provider, "job_id": None, "reference": reference,
-                     "since": time.time()})  # fmt: skip
+        self.remember(provider, None, reference)
 
-    def remember(self, provider: str, job_id: str, reference: str | None = None) -> None:
-        """Note the job the vendor started."""
-        self._write({"provider": provider, "job_id": job_id, "reference": reference,
-                     "since": time.time()})  # fmt: skip
-
-    def forget(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def _write(self, note: dict[str, Any]) -> None:
+    def remember(self, provider: str, job_id: str | None, reference: str | None = None) -> None:
+        """Note the job the vendor started (``None``: not named yet)."""
+        note = {"provider": provider, "job_id": job_id, "reference": reference,
+                "since": time.time()}  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps(note))
         partial.replace(self.path)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def set_aside_torn_result(key: str) -> None:
