@@ -107,7 +107,8 @@ class RequestContextMiddleware:
 def _missing_limit_headers(
     scope: Scope, headers: list[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
-    """The request's ``RateLimit-*`` headers (``deps.rate_limit``) the response lacks."""
+    """The request's ``RateLimit-*`` headers (``deps.rate_limit``) that the response lacks (a
+    429 already carries its own)."""
     limit_headers = scope.get("state", {}).get("rate_limit_headers") or {}
     present = {name.lower() for name, _ in headers}
     return [

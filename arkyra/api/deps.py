@@ -3,7 +3,8 @@
 ``PrincipalDep`` turns the bearer JWT into a :class:`Principal` (401 with ``WWW-Authenticate``
 when missing or invalid); ``AdminDep`` also requires the admin role (403 otherwise). The
 organization always comes from the token. ``RateLimitDep`` / :func:`rate_limit` count a request
-against the organization's limit for the route and add ``RateLimit-*`` headers.
+against the organization's limit for the route; ``RequestContextMiddleware`` adds the
+``RateLimit-*`` headers to the answer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from arkyra.api.cache import FunctionCache
@@ -134,20 +135,15 @@ def rate_limit(bucket: str = "default") -> Callable[..., Awaitable[Principal]]:
     authentication and limiting. Over the limit: 429 with ``Retry-After``.
     """
 
-    async def limited(
-        request: Request, response: Response, principal: PrincipalDep, limiter: LimiterDep
-    ) -> Principal:
+    async def limited(request: Request, principal: PrincipalDep, limiter: LimiterDep) -> Principal:
         limits: dict[str, str] = getattr(request.app.state, "limits", None) or DEFAULT_LIMITS
         limit = limits.get(bucket) or limits.get("default") or DEFAULT_LIMITS["default"]
         decision = await limiter.hit(limit, principal.organization_id, route_key(request))
         if not decision.allowed:
             raise TooManyRequests(decision)
-        headers = decision.headers()
-        for name, value in headers.items():
-            response.headers[name] = value
-        # A route that returns its own response (a stream, an error body) drops the headers
-        # set above; RequestContextMiddleware adds these to it.
-        request.state.rate_limit_headers = headers
+        # Added to the answer by RequestContextMiddleware, also to a response the route builds
+        # itself (a stream, an error body), which would drop headers set on FastAPI's response.
+        request.state.rate_limit_headers = decision.headers()
         return principal
 
     limited.__name__ = f"rate_limit_{bucket}"
