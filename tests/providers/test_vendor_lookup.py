@@ -178,3 +178,33 @@ async def test_elevenlabs_finds_the_same_speech_in_its_history(
     assert await provider.find_spoken({"api_key": "el_other"}, SPEECH, since) is None  # type: ignore[attr-defined]
     as_pcm = {**SPEECH, "format": "pcm"}  # the history keeps MP3 only
     assert await provider.find_spoken(credentials, as_pcm, since) is None  # type: ignore[attr-defined]
+
+
+# -- the sandbox's history and list routes refuse what they cannot read -------------------------
+
+
+async def test_the_sandbox_lists_refuse_non_numeric_paging(
+    http: httpx.AsyncClient, live: RunningSandbox
+) -> None:
+    heygen = await http.get(
+        f"{live.url}/heygen/v1/video.list", params={"token": "next"},
+        headers={"X-Api-Key": "hg_lookup"},
+    )  # fmt: skip
+    eleven = await http.get(
+        f"{live.url}/elevenlabs/v1/history", params={"page_size": "many"},
+        headers={"xi-api-key": "el_lookup"},
+    )  # fmt: skip
+    late = await http.get(
+        f"{live.url}/elevenlabs/v1/history", params={"date_after_unix": "yesterday"},
+        headers={"xi-api-key": "el_lookup"},
+    )  # fmt: skip
+    missing = await http.get(
+        f"{live.url}/elevenlabs/v1/history/nope/audio", headers={"xi-api-key": "el_lookup"}
+    )
+
+    assert heygen.status_code == 400
+    assert heygen.json()["code"] == 40001
+    assert eleven.status_code == 422
+    assert eleven.json()["detail"][0]["loc"] == ["query", "page_size"]
+    assert late.json()["detail"][0]["loc"] == ["query", "date_after_unix"]
+    assert missing.status_code == 404

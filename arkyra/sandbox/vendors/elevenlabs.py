@@ -136,8 +136,8 @@ def _filtered_voices(request: Request) -> list[dict[str, Any]]:
     return voices
 
 
-def _validation_error(field: str, message: str, kind: str) -> JSONResponse:
-    body = {"detail": [{"loc": ["body", field], "msg": message, "type": kind}]}
+def _validation_error(field: str, message: str, kind: str, where: str = "body") -> JSONResponse:
+    body = {"detail": [{"loc": [where, field], "msg": message, "type": kind}]}
     return JSONResponse(body, status_code=422)
 
 
@@ -251,11 +251,16 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         if key is None:
             return _unauthorized()
         query = request.query_params
-        try:
-            page_size = min(max(int(query.get("page_size", "100")), 1), 1000)
-            after_date = int(query.get("date_after_unix", "0"))
-        except ValueError:
-            return _validation_error("page_size", "Input should be a valid integer", "int_parsing")
+        numbers: dict[str, int] = {}
+        for name, default in (("page_size", "100"), ("date_after_unix", "0")):
+            try:
+                numbers[name] = int(query.get(name, default))
+            except ValueError:
+                return _validation_error(
+                    name, "Input should be a valid integer", "int_parsing", where="query"
+                )
+        page_size = min(max(numbers["page_size"], 1), 1000)
+        after_date = numbers["date_after_unix"]
         items = [i for i in own_history(key) if i["date_unix"] >= after_date
                  and query.get("voice_id") in (None, i["voice_id"])]  # fmt: skip
         after = query.get("start_after_history_item_id")
